@@ -1,0 +1,46 @@
+"""One participant's media transport state: ICE, DTLS, SRTP, and its streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pylibsrtp
+
+from .dtls import DtlsServerSession, SrtpKeys
+from .ice import IceLiteAgent
+from .router import PublishedStream, Subscription
+
+
+@dataclass(eq=False)
+class Endpoint:
+    participant_id: str
+    meeting_id: str
+    ice: IceLiteAgent = field(default_factory=IceLiteAgent)
+    dtls: DtlsServerSession | None = None
+    srtp_in: pylibsrtp.Session | None = None
+    srtp_out: pylibsrtp.Session | None = None
+    address: tuple[str, int] | None = None
+    last_packet_at: float | None = None
+    """When the last authenticated packet (STUN or SRTP) arrived."""
+    published: dict[str, PublishedStream] = field(default_factory=dict)
+    """By kind: 'audio', 'camera', 'screen'."""
+    published_by_ssrc: dict[int, PublishedStream] = field(default_factory=dict)
+    subscriptions: dict[int, Subscription] = field(default_factory=dict)
+    """By forwarded SSRC."""
+    closed: bool = False
+
+    def start_srtp(self, keys: SrtpKeys) -> None:
+        inbound = pylibsrtp.Policy(
+            key=keys.remote_key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=keys.profile,
+        )
+        outbound = pylibsrtp.Policy(
+            key=keys.local_key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=keys.profile,
+        )
+        # NACK answers resend a packet already sent under the same index.
+        outbound.allow_repeat_tx = True
+        self.srtp_in = pylibsrtp.Session(inbound)
+        self.srtp_out = pylibsrtp.Session(outbound)

@@ -1,0 +1,433 @@
+"""The selective forwarding unit: every participant's media on one UDP port.
+
+Datagrams are told apart by their first byte (RFC 7983): STUN goes to the ICE
+agent named in its USERNAME, DTLS and SRTP to the endpoint at that address. RTP
+is forwarded by SSRC to every subscription without reading the payload; RTCP
+is terminated here and answered (NACK from the packet cache, keyframe requests
+passed on, receiver reports and REMB made here). No sockets: `datagram_received`
+takes the bytes and `now`, and `transmit` is the one way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Callable
+
+import pylibsrtp
+
+from .bwe import IDLE_BITRATE
+from .dtls import DtlsCertificate, DtlsServerSession
+from .endpoint import Endpoint
+from .ice import stun_username
+from .router import PublishedStream, Subscription, payload_type_map
+from .rtp import (
+    Fir,
+    Nack,
+    Pli,
+    ReceiverReport,
+    Remb,
+    SenderReport,
+    is_rtcp,
+    parse_compound,
+    rewrite_payload_type,
+    serialize_compound,
+)
+from .sdp import AnswerSection, Codec, SentStream, build_answer, parse_offer, supported_codecs
+
+logger = logging.getLogger(__name__)
+
+MAX_DATAGRAM_BYTES = 2048
+REPORT_INTERVAL = 1.0
+"""Seconds between the receiver reports and REMB the SFU sends each publisher."""
+MAX_REPORT_BLOCKS = 31
+
+Address = tuple[str, int]
+Publication = tuple[int, dict[int, Codec], int]
+"""SSRC, payload types and clock rate of one stream a participant sends."""
+
+
+class Sfu:
+    def __init__(self, *, public_ip: str, media_port: int, media_timeout: float = 8.0) -> None:
+        self.public_ip = public_ip
+        self.media_port = media_port
+        self.media_timeout = media_timeout
+        """Seconds without an authenticated packet before a participant counts as gone."""
+        self.certificate = DtlsCertificate()
+        self.rtcp_ssrc = secrets.randbits(32)
+        self.endpoints_by_ufrag: dict[str, Endpoint] = {}
+        self.endpoints_by_address: dict[Address, Endpoint] = {}
+        self.streams: dict[str, dict[str, PublishedStream]] = {}
+        """Published streams by meeting id, then stream id."""
+        self.counters: Counter[str] = Counter()
+        self.transmit: Callable[[bytes, Address], None] = lambda data, address: None
+        self.on_endpoint_lost: Callable[[Endpoint, str], None] = lambda endpoint, reason: None
+        self.next_report_at = 0.0
+
+    # Participants come and go (called by signalling).
+
+    def add_endpoint(self, participant_id: str, meeting_id: str) -> Endpoint:
+        endpoint = Endpoint(participant_id=participant_id, meeting_id=meeting_id)
+        self.endpoints_by_ufrag[endpoint.ice.local_ufrag] = endpoint
+        return endpoint
+
+    def remove_endpoint(self, endpoint: Endpoint) -> bool:
+        """Forget a participant's transport; True if streams others receive went away."""
+        endpoint.closed = True
+        had_streams = bool(endpoint.published)
+        self._set_publications(endpoint, {})
+        self._set_subscriptions(endpoint, {}, now=0.0)
+        self.endpoints_by_ufrag.pop(endpoint.ice.local_ufrag, None)
+        for address in [a for a, e in self.endpoints_by_address.items() if e is endpoint]:
+            del self.endpoints_by_address[address]
+        return had_streams
+
+    def meeting_streams(self, meeting_id: str) -> list[PublishedStream]:
+        return list(self.streams.get(meeting_id, {}).values())
+
+    def negotiate(
+        self, endpoint: Endpoint, offer_sdp: str, roles: dict[str, tuple[str, str | None]], now: float
+    ) -> tuple[str, bool]:
+        """Answer an offer. `roles` maps mid to ('send', kind) or ('recv', stream id).
+
+        Returns the answer SDP and whether this participant's published streams
+        changed (so the others must be told). Raises ValueError for a bad offer.
+        """
+        offer = parse_offer(offer_sdp)
+        endpoint.ice.remote_ufrag = offer.remote_ufrag
+        if endpoint.dtls is None:
+            fingerprints = [fp for alg, fp in offer.remote_fingerprints if alg == "sha-256"]
+            endpoint.dtls = DtlsServerSession(self.certificate, fingerprints)
+        meeting_streams = self.streams.get(endpoint.meeting_id, {})
+        answers: list[AnswerSection] = []
+        publications: dict[str, Publication] = {}
+        subscriptions: dict[int, tuple[PublishedStream, str, dict[int, int]]] = {}
+        for section in offer.sections:
+            role = roles.get(section.mid)
+            codecs = supported_codecs(section)
+            if (
+                role is None
+                or not section.mid
+                or section.port == 0
+                or not section.rtcp_mux
+                or not codecs
+            ):
+                answers.append(AnswerSection(section.mid, "rejected"))
+                continue
+            action, target = role
+            if action == "send":
+                chosen = tuple(codecs[:1])
+                wanted = "audio" if target == "audio" else "video"
+                sending = section.direction in ("sendonly", "sendrecv") and section.ssrcs
+                if section.kind != wanted or target is None:
+                    answers.append(AnswerSection(section.mid, "rejected"))
+                elif sending and target not in publications:
+                    publications[target] = (
+                        section.ssrcs[0],
+                        {c.payload_type: c for c in chosen},
+                        chosen[0].clock_rate,
+                    )
+                    answers.append(AnswerSection(section.mid, "recvonly", chosen))
+                else:
+                    answers.append(AnswerSection(section.mid, "inactive", chosen))
+                continue
+            stream = meeting_streams.get(target) if target else None
+            mapping = None
+            if (
+                stream is not None
+                and stream.publisher is not endpoint
+                and stream.media_kind == section.kind
+                and section.direction in ("recvonly", "sendrecv")
+                and stream.ssrc not in subscriptions
+            ):
+                mapping = payload_type_map(stream.codecs, codecs)
+            if stream is None or mapping is None:
+                answers.append(AnswerSection(section.mid, "inactive", tuple(codecs)))
+                continue
+            subscriptions[stream.ssrc] = (stream, section.mid, mapping)
+            sent = SentStream(stream.ssrc, stream.publisher.participant_id, stream.id)
+            answers.append(AnswerSection(section.mid, "sendonly", tuple(codecs), sent))
+        changed = self._set_publications(endpoint, publications)
+        self._set_subscriptions(endpoint, subscriptions, now)
+        answer = build_answer(
+            offer,
+            answers,
+            ice_ufrag=endpoint.ice.local_ufrag,
+            ice_pwd=endpoint.ice.local_pwd,
+            fingerprint=self.certificate.fingerprint,
+            address=self.public_ip,
+            port=self.media_port,
+            session_id=abs(hash(endpoint.participant_id)) % 10**12,
+        )
+        return answer, changed
+
+    def _set_publications(
+        self, endpoint: Endpoint, wanted: dict[str, Publication]
+    ) -> bool:
+        changed = False
+        meeting_streams = self.streams.setdefault(endpoint.meeting_id, {})
+        for kind, stream in list(endpoint.published.items()):
+            if kind in wanted and wanted[kind][0] == stream.ssrc:
+                continue
+            changed = True
+            del endpoint.published[kind]
+            endpoint.published_by_ssrc.pop(stream.ssrc, None)
+            meeting_streams.pop(stream.id, None)
+            for subscription in stream.subscriptions:
+                subscription.subscriber.subscriptions.pop(stream.ssrc, None)
+            stream.subscriptions.clear()
+        for kind, (ssrc, codecs, clock_rate) in wanted.items():
+            if kind in endpoint.published:
+                continue
+            changed = True
+            stream = PublishedStream(
+                id=f"{endpoint.participant_id}:{kind}",
+                kind=kind,
+                ssrc=ssrc,
+                publisher=endpoint,
+                codecs=codecs,
+                clock_rate=clock_rate,
+            )
+            endpoint.published[kind] = stream
+            endpoint.published_by_ssrc[ssrc] = stream
+            meeting_streams[stream.id] = stream
+        if not meeting_streams:
+            self.streams.pop(endpoint.meeting_id, None)
+        return changed
+
+    def _set_subscriptions(
+        self,
+        endpoint: Endpoint,
+        wanted: dict[int, tuple[PublishedStream, str, dict[int, int]]],
+        now: float,
+    ) -> None:
+        for ssrc, subscription in list(endpoint.subscriptions.items()):
+            entry = wanted.get(ssrc)
+            if entry is not None and entry[0] is subscription.stream and entry[1] == subscription.mid:
+                subscription.payload_type_map = entry[2]
+                continue
+            del endpoint.subscriptions[ssrc]
+            if subscription in subscription.stream.subscriptions:
+                subscription.stream.subscriptions.remove(subscription)
+        for ssrc, (stream, mid, mapping) in wanted.items():
+            if ssrc in endpoint.subscriptions:
+                continue
+            subscription = Subscription(stream, endpoint, mid, mapping)
+            endpoint.subscriptions[ssrc] = subscription
+            stream.subscriptions.append(subscription)
+            # A new receiver cannot decode until the next keyframe.
+            if stream.media_kind == "video":
+                self._request_keyframe(stream, now)
+
+    # Datagrams in.
+
+    def datagram_received(self, data: bytes, address: Address, now: float) -> None:
+        if len(data) > MAX_DATAGRAM_BYTES or not data:
+            self.counters["dropped_oversize"] += 1
+            return
+        first = data[0]
+        try:
+            if first < 4:
+                self._handle_stun(data, address, now)
+            elif 20 <= first < 64:
+                self._handle_dtls(data, address, now)
+            elif 128 <= first < 192:
+                self._handle_srtp(data, address, now)
+            else:
+                self.counters["dropped_unknown"] += 1
+        except (ValueError, pylibsrtp.Error) as exc:
+            self.counters["dropped_malformed"] += 1
+            logger.debug("dropped a datagram: %s", exc)
+        except Exception:  # A bug here must not take down other participants.
+            self.counters["errors"] += 1
+            logger.exception("error handling a datagram")
+
+    def _handle_stun(self, data: bytes, address: Address, now: float) -> None:
+        ufrag = stun_username(data)
+        endpoint = self.endpoints_by_ufrag.get(ufrag) if ufrag else None
+        if endpoint is None or not endpoint.ice.remote_ufrag:
+            self.counters["dropped_stun_unknown"] += 1
+            return
+        response = endpoint.ice.handle_request(data, address, now)
+        endpoint.last_packet_at = now
+        self.endpoints_by_address[address] = endpoint
+        endpoint.address = endpoint.ice.nominated_address
+        self.counters["stun_answered"] += 1
+        self.transmit(response, address)
+
+    def _handle_dtls(self, data: bytes, address: Address, now: float) -> None:
+        endpoint = self.endpoints_by_address.get(address)
+        if endpoint is None or endpoint.dtls is None:
+            self.counters["dropped_dtls_unknown"] += 1
+            return
+        try:
+            replies = endpoint.dtls.receive(data)
+        except ValueError:
+            # A failed handshake ends this participant's media, no one else's.
+            self.on_endpoint_lost(endpoint, "dtls-failed")
+            raise
+        for reply in replies:
+            self.transmit(reply, address)
+        if endpoint.dtls.keys is not None and endpoint.srtp_in is None:
+            endpoint.start_srtp(endpoint.dtls.keys)
+            endpoint.last_packet_at = now
+            for stream in endpoint.published.values():
+                if stream.media_kind == "video":
+                    self._request_keyframe(stream, now)
+            for subscription in endpoint.subscriptions.values():
+                if subscription.stream.media_kind == "video":
+                    self._request_keyframe(subscription.stream, now)
+        if endpoint.dtls.closed:
+            self.on_endpoint_lost(endpoint, "disconnected")
+
+    def _handle_srtp(self, data: bytes, address: Address, now: float) -> None:
+        endpoint = self.endpoints_by_address.get(address)
+        if endpoint is None or endpoint.srtp_in is None:
+            self.counters["dropped_srtp_unknown"] += 1
+            return
+        if is_rtcp(data):
+            plain = endpoint.srtp_in.unprotect_rtcp(data)
+            endpoint.last_packet_at = now
+            self._handle_rtcp(endpoint, plain, now)
+            return
+        packet = endpoint.srtp_in.unprotect(data)
+        endpoint.last_packet_at = now
+        if len(packet) < 12:
+            raise ValueError("RTP packet too short")
+        ssrc = int.from_bytes(packet[8:12], "big")
+        stream = endpoint.published_by_ssrc.get(ssrc)
+        if stream is None:
+            self.counters["dropped_unknown_ssrc"] += 1
+            return
+        sequence_number = (packet[2] << 8) | packet[3]
+        stream.stats.add(sequence_number, int.from_bytes(packet[4:8], "big"), now)
+        if stream.cache is not None:
+            stream.cache.put(sequence_number, packet)
+        self.counters["rtp_received"] += 1
+        for subscription in stream.subscriptions:
+            self._forward(subscription, packet)
+
+    def _forward(self, subscription: Subscription, packet: bytes) -> None:
+        subscriber = subscription.subscriber
+        if subscriber.srtp_out is None or subscriber.address is None:
+            return
+        if subscription.payload_type_map:
+            mapped = subscription.payload_type_map.get(packet[1] & 0x7F)
+            if mapped is None:
+                return
+            packet = rewrite_payload_type(packet, mapped)
+        subscription.packets_sent += 1
+        subscription.octets_sent += len(packet) - 12
+        self.counters["rtp_forwarded"] += 1
+        self.transmit(subscriber.srtp_out.protect(packet), subscriber.address)
+
+    def _handle_rtcp(self, endpoint: Endpoint, data: bytes, now: float) -> None:
+        for packet in parse_compound(data):
+            if isinstance(packet, SenderReport):
+                stream = endpoint.published_by_ssrc.get(packet.ssrc)
+                if stream is not None:
+                    stream.stats.sender_report_received(packet.ntp_timestamp, now)
+                    self._relay_sender_report(stream, packet)
+                self._take_reports(endpoint, packet.reports)
+            elif isinstance(packet, ReceiverReport):
+                self._take_reports(endpoint, packet.reports)
+            elif isinstance(packet, (Pli, Fir)):
+                media_ssrcs = (
+                    [packet.media_ssrc] if isinstance(packet, Pli) else [s for s, _ in packet.entries]
+                )
+                for ssrc in media_ssrcs:
+                    subscription = endpoint.subscriptions.get(ssrc)
+                    if subscription is not None:
+                        self._request_keyframe(subscription.stream, now)
+            elif isinstance(packet, Nack):
+                subscription = endpoint.subscriptions.get(packet.media_ssrc)
+                if subscription is not None:
+                    self._answer_nack(subscription, packet.lost)
+
+    def _take_reports(self, endpoint: Endpoint, reports: list) -> None:  # type: ignore[type-arg]
+        for block in reports:
+            subscription = endpoint.subscriptions.get(block.ssrc)
+            if subscription is not None and subscription.stream.media_kind == "video":
+                subscription.estimate.update(block.fraction_lost)
+
+    def _answer_nack(self, subscription: Subscription, lost: list[int]) -> None:
+        stream = subscription.stream
+        missing: list[int] = []
+        for sequence_number in lost[:64]:
+            packet = stream.cache.get(sequence_number) if stream.cache is not None else None
+            if packet is None:
+                missing.append(sequence_number)
+            else:
+                self.counters["nack_answered"] += 1
+                self._forward(subscription, packet)
+        if missing:
+            # Not in the cache: the publisher may still have it.
+            self._send_rtcp(stream.publisher, [Nack(self.rtcp_ssrc, stream.ssrc, missing)])
+
+    def _relay_sender_report(self, stream: PublishedStream, report: SenderReport) -> None:
+        """Each receiver gets our own sender report, with the publisher's clock mapping
+        (for lip sync) and the counts of what we sent that receiver."""
+        for subscription in stream.subscriptions:
+            own = SenderReport(
+                ssrc=stream.ssrc,
+                ntp_timestamp=report.ntp_timestamp,
+                rtp_timestamp=report.rtp_timestamp,
+                packet_count=subscription.packets_sent & 0xFFFFFFFF,
+                octet_count=subscription.octets_sent & 0xFFFFFFFF,
+                reports=[],
+            )
+            self._send_rtcp(subscription.subscriber, [own])
+
+    def _request_keyframe(self, stream: PublishedStream, now: float) -> None:
+        if stream.should_request_keyframe(now):
+            self.counters["keyframe_requests"] += 1
+            self._send_rtcp(stream.publisher, [Pli(self.rtcp_ssrc, stream.ssrc)])
+
+    def _send_rtcp(self, endpoint: Endpoint, packets: list) -> None:  # type: ignore[type-arg]
+        if endpoint.srtp_out is None or endpoint.address is None:
+            return
+        try:
+            protected = endpoint.srtp_out.protect_rtcp(serialize_compound(packets))
+        except pylibsrtp.Error:
+            self.counters["errors"] += 1
+            return
+        self.transmit(protected, endpoint.address)
+
+    # Time passes.
+
+    def handle_timer(self, now: float) -> None:
+        """Call every 100 ms or so: DTLS retransmits, reports, and lost participants."""
+        for endpoint in list(self.endpoints_by_ufrag.values()):
+            if endpoint.dtls is not None and endpoint.dtls.keys is None and endpoint.address:
+                for datagram in endpoint.dtls.handle_timeout():
+                    self.transmit(datagram, endpoint.address)
+            if (
+                endpoint.last_packet_at is not None
+                and now - endpoint.last_packet_at > self.media_timeout
+            ):
+                self.counters["media_timeouts"] += 1
+                self.on_endpoint_lost(endpoint, "timeout")
+        if now >= self.next_report_at:
+            self.next_report_at = now + REPORT_INTERVAL
+            for endpoint in list(self.endpoints_by_ufrag.values()):
+                self._send_reports(endpoint, now)
+
+    def _send_reports(self, endpoint: Endpoint, now: float) -> None:
+        if not endpoint.published or endpoint.srtp_out is None:
+            return
+        blocks = [
+            block
+            for stream in endpoint.published.values()
+            if (block := stream.stats.report_block(now)) is not None
+        ][:MAX_REPORT_BLOCKS]
+        packets: list = [ReceiverReport(ssrc=self.rtcp_ssrc, reports=blocks)]  # type: ignore[type-arg]
+        video = [s for s in endpoint.published.values() if s.media_kind == "video"]
+        if video:
+            bitrate = 0
+            for stream in video:
+                estimates = [sub.estimate.bitrate for sub in stream.subscriptions]
+                bitrate += min(estimates) if estimates else IDLE_BITRATE
+            packets.append(Remb(self.rtcp_ssrc, bitrate, [s.ssrc for s in video]))
+        self._send_rtcp(endpoint, packets)
+

@@ -1,0 +1,53 @@
+"""The SFU's one UDP socket: the only place media touches the network."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from .sfu import Sfu
+
+logger = logging.getLogger(__name__)
+
+TIMER_INTERVAL = 0.1
+
+
+class MediaProtocol(asyncio.DatagramProtocol):
+    def __init__(self, sfu: Sfu) -> None:
+        self.sfu = sfu
+        self.transport: asyncio.DatagramTransport | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.sfu.transmit = self.transmit
+
+    def transmit(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, address)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sfu.datagram_received(data, (addr[0], addr[1]), self.loop.time())
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP unreachable from a peer that went away; its timeout removes it.
+        logger.debug("media socket error: %s", exc)
+
+
+async def run_timer(sfu: Sfu) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(TIMER_INTERVAL)
+        try:
+            sfu.handle_timer(loop.time())
+        except Exception:
+            logger.exception("SFU timer failed")
+
+
+async def open_media_socket(sfu: Sfu, host: str, port: int) -> asyncio.DatagramTransport:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: MediaProtocol(sfu), local_addr=(host, port)
+    )
+    return transport

@@ -1,0 +1,164 @@
+"""Client-to-server messages of docs/protocol.md, validated at the edge.
+
+`parse_client_message` turns one WebSocket text frame into a typed message or
+raises `RemoteProtocolError`, whose code and message go back to the sender.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_PROFILE_CHARS = 2048
+MAX_CHAT_CHARS = 8192
+MAX_SDP_CHARS = 240 * 1024
+MAX_MIDS = 512
+SEND_KINDS = ("audio", "camera", "screen")
+
+
+class RemoteProtocolError(Exception):
+    """The peer sent something invalid; `code` and `message` are sent back to it."""
+
+    def __init__(self, code: str, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+
+@dataclass(frozen=True)
+class Hello:
+    version: int
+    meeting: str
+    token: bytes
+    profile: str
+
+
+@dataclass(frozen=True)
+class MidRole:
+    """What the client uses one transceiver for: sending its own kind, or receiving a stream."""
+
+    send: str | None = None
+    recv: str | None = None
+
+
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+    mids: dict[str, MidRole]
+
+
+@dataclass(frozen=True)
+class Media:
+    audio: bool
+    camera: bool
+    screen: bool
+
+
+@dataclass(frozen=True)
+class Chat:
+    body: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+ClientMessage = Hello | Offer | Media | Chat | Ping | Leave
+
+
+def _bad(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError("bad-message", message)
+
+
+def _field(obj: dict[str, Any], name: str, kind: type, max_chars: int | None = None) -> Any:
+    value = obj.get(name)
+    # bool is an int subclass; keep them apart so `true` is never a version number.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _bad(f"field '{name}' must be a {kind.__name__}")
+    if max_chars is not None and len(value) > max_chars:
+        raise _bad(f"field '{name}' is longer than {max_chars} characters")
+    return value
+
+
+def _parse_mids(raw: Any) -> dict[str, MidRole]:
+    if not isinstance(raw, dict) or len(raw) > MAX_MIDS:
+        raise _bad(f"field 'mids' must be an object of at most {MAX_MIDS} entries")
+    mids: dict[str, MidRole] = {}
+    for mid, role in raw.items():
+        if len(mid) > 32 or not isinstance(role, dict) or len(role) != 1:
+            raise _bad("each mid maps to {'send': kind} or {'recv': stream id or null}")
+        if "send" in role:
+            if role["send"] not in SEND_KINDS:
+                raise _bad(f"'send' must be one of {', '.join(SEND_KINDS)}")
+            mids[mid] = MidRole(send=role["send"])
+        elif "recv" in role:
+            stream = role["recv"]
+            if stream is not None and (not isinstance(stream, str) or len(stream) > 64):
+                raise _bad("'recv' must be a stream id or null")
+            mids[mid] = MidRole(recv=stream)
+        else:
+            raise _bad("each mid maps to {'send': kind} or {'recv': stream id or null}")
+    return mids
+
+
+def _parse_token(value: str) -> bytes:
+    try:
+        token = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise _bad("field 'token' must be base64url") from exc
+    if len(token) != 32:
+        raise _bad("field 'token' must encode 32 bytes")
+    return token
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise _bad(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _bad("message is not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise _bad("message must be a JSON object")
+    kind = obj.get("type")
+    if kind == "hello":
+        version = _field(obj, "version", int)
+        if version != PROTOCOL_VERSION:
+            raise RemoteProtocolError(
+                "unsupported-version",
+                f"this server speaks protocol version {PROTOCOL_VERSION}",
+                fatal=True,
+            )
+        return Hello(
+            version=version,
+            meeting=_field(obj, "meeting", str, 64),
+            token=_parse_token(_field(obj, "token", str, 64)),
+            profile=_field(obj, "profile", str, MAX_PROFILE_CHARS),
+        )
+    if kind == "offer":
+        return Offer(sdp=_field(obj, "sdp", str, MAX_SDP_CHARS), mids=_parse_mids(obj.get("mids")))
+    if kind == "media":
+        return Media(
+            audio=_field(obj, "audio", bool),
+            camera=_field(obj, "camera", bool),
+            screen=_field(obj, "screen", bool),
+        )
+    if kind == "chat":
+        return Chat(body=_field(obj, "body", str, MAX_CHAT_CHARS))
+    if kind == "ping":
+        return Ping()
+    if kind == "leave":
+        return Leave()
+    raise _bad("unknown message type")
