@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         public_ip=public_ip,
         max_participants=args.max_participants,
     )
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     shown_host = "localhost" if settings.host in ("127.0.0.1", "::1") else public_ip
     print(f"Confide is running: open http://{shown_host}:{settings.port}/ "
           f"(media on UDP {settings.public_ip}:{settings.media_port})", flush=True)

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 MAX_DTLS_RECORD_BYTES = 4096
 
@@ -43,7 +43,7 @@ class DtlsCertificate:
     def __init__(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "confide")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -56,8 +56,8 @@ class DtlsCertificate:
         )
         self.fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
         self.context = SSL.Context(SSL.DTLS_METHOD)
-        self.context.use_certificate(crypto.X509.from_cryptography(cert))
-        self.context.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        self.context.use_certificate(cert)
+        self.context.use_privatekey(key)
         # The peer's certificate is self-signed; it is checked against the SDP
         # fingerprint after the handshake, so the chain check accepts it here.
         self.context.set_verify(

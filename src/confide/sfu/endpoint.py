@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 import pylibsrtp
@@ -28,6 +29,13 @@ class Endpoint:
     subscriptions: dict[int, Subscription] = field(default_factory=dict)
     """By forwarded SSRC."""
     closed: bool = False
+    sdp_session_id: int = field(default_factory=lambda: secrets.randbits(62))
+    sdp_version: int = 0
+    """Goes up by one with every answer (RFC 3264 section 8)."""
+
+    def next_sdp_version(self) -> int:
+        self.sdp_version += 1
+        return self.sdp_version
 
     def start_srtp(self, keys: SrtpKeys) -> None:
         inbound = pylibsrtp.Policy(

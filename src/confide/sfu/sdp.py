@@ -248,12 +248,13 @@ def build_answer(
     address: str,
     port: int,
     session_id: int,
+    session_version: int = 1,
 ) -> str:
     """The answer, one m-section per offered one, all bundled on one transport."""
     bundled = [a.mid for a in sections if a.direction != "rejected"]
     lines = [
         "v=0",
-        f"o=confide {session_id} 2 IN IP4 {address}",
+        f"o=confide {session_id} {session_version} IN IP4 {address}",
         "s=-",
         "t=0 0",
         "a=ice-lite",

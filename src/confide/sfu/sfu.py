@@ -87,7 +87,11 @@ class Sfu:
         return list(self.streams.get(meeting_id, {}).values())
 
     def negotiate(
-        self, endpoint: Endpoint, offer_sdp: str, roles: dict[str, tuple[str, str | None]], now: float
+        self,
+        endpoint: Endpoint,
+        offer_sdp: str,
+        roles: dict[str, tuple[str, str | None]],
+        now: float,
     ) -> tuple[str, bool]:
         """Answer an offer. `roles` maps mid to ('send', kind) or ('recv', stream id).
 
@@ -158,7 +162,8 @@ class Sfu:
             fingerprint=self.certificate.fingerprint,
             address=self.public_ip,
             port=self.media_port,
-            session_id=abs(hash(endpoint.participant_id)) % 10**12,
+            session_id=endpoint.sdp_session_id,
+            session_version=endpoint.next_sdp_version(),
         )
         return answer, changed
 
@@ -204,7 +209,8 @@ class Sfu:
     ) -> None:
         for ssrc, subscription in list(endpoint.subscriptions.items()):
             entry = wanted.get(ssrc)
-            if entry is not None and entry[0] is subscription.stream and entry[1] == subscription.mid:
+            unchanged = entry is not None and entry[:2] == (subscription.stream, subscription.mid)
+            if entry is not None and unchanged:
                 subscription.payload_type_map = entry[2]
                 continue
             del endpoint.subscriptions[ssrc]
@@ -267,6 +273,9 @@ class Sfu:
             # A failed handshake ends this participant's media, no one else's.
             self.on_endpoint_lost(endpoint, "dtls-failed")
             raise
+        if not replies and endpoint.srtp_in is not None and not endpoint.dtls.closed:
+            # OpenSSL drops bad records silently (RFC 6347 4.1.2.7); count them.
+            self.counters["dropped_dtls_ignored"] += 1
         for reply in replies:
             self.transmit(reply, address)
         if endpoint.dtls.keys is not None and endpoint.srtp_in is None:
@@ -333,9 +342,10 @@ class Sfu:
             elif isinstance(packet, ReceiverReport):
                 self._take_reports(endpoint, packet.reports)
             elif isinstance(packet, (Pli, Fir)):
-                media_ssrcs = (
-                    [packet.media_ssrc] if isinstance(packet, Pli) else [s for s, _ in packet.entries]
-                )
+                if isinstance(packet, Pli):
+                    media_ssrcs = [packet.media_ssrc]
+                else:
+                    media_ssrcs = [ssrc for ssrc, _ in packet.entries]
                 for ssrc in media_ssrcs:
                     subscription = endpoint.subscriptions.get(ssrc)
                     if subscription is not None:

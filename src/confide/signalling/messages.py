@@ -82,7 +82,7 @@ def _bad(message: str) -> RemoteProtocolError:
     return RemoteProtocolError("bad-message", message)
 
 
-def _field(obj: dict[str, Any], name: str, kind: type, max_chars: int | None = None) -> Any:
+def _field(obj: dict[str, Any], name: str, kind: type[Any], max_chars: int | None = None) -> Any:
     value = obj.get(name)
     # bool is an int subclass; keep them apart so `true` is never a version number.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -126,9 +126,11 @@ def _parse_token(value: str) -> bytes:
 def parse_client_message(text: str) -> ClientMessage:
     if len(text) > MAX_MESSAGE_BYTES:
         raise _bad(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
+    # ValueError, not only JSONDecodeError: an integer literal longer than Python's
+    # int string conversion limit (4300 digits) raises a plain ValueError.
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise _bad("message is not valid JSON") from exc
     if not isinstance(obj, dict):
         raise _bad("message must be a JSON object")
