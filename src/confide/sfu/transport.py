@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import cast
 
 from .sfu import Sfu
@@ -11,6 +12,8 @@ from .sfu import Sfu
 logger = logging.getLogger(__name__)
 
 TIMER_INTERVAL = 0.1
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+"""Room for bursts (keyframes from many publishers at once) while the loop is busy."""
 
 
 class MediaProtocol(asyncio.DatagramProtocol):
@@ -21,6 +24,12 @@ class MediaProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            except OSError:
+                logger.debug("could not enlarge the media socket buffer")
         self.sfu.transmit = self.transmit
 
     def transmit(self, data: bytes, address: tuple[str, int]) -> None:

@@ -1,0 +1,77 @@
+"""Browser tests: a real `confide serve` process and Debian's Chromium with fake
+camera, microphone and screen, driven by Playwright. Media goes over real UDP on
+loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Playwright, sync_playwright
+
+from .participant import CHROMIUM_ARGS, Server
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(log_name: str, *extra: str) -> tuple[subprocess.Popen[bytes], Server]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confide.cli", "serve", "--port", str(port),
+         "--media-port", str(media_port), *extra],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(base_url + "/metrics", timeout=1).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"confide serve did not start; see {log.name}") from None
+            time.sleep(0.1)
+    return process, Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    process, running = start_server("server.log")
+    yield running
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+    executable = os.environ.get("CONFIDE_CHROMIUM", "/usr/bin/chromium")
+    launched = playwright_instance.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
