@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
-
 from tests.e2e.conftest import start_server  # noqa: E402
 from tests.e2e.participant import CHROMIUM_ARGS, Participant  # noqa: E402
 

@@ -27,10 +27,13 @@ def free_port(kind: int) -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(log_name: str, *extra: str) -> tuple[subprocess.Popen[bytes], Server]:
+def start_server(
+    log_name: str, *extra: str, ports: tuple[int, int] | None = None
+) -> tuple[subprocess.Popen[bytes], Server]:
+    """Runs `confide serve` on free ports (or the given TCP and UDP ports)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
+    port, media_port = ports or (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
+    log = open(ARTIFACTS / log_name, "ab")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [sys.executable, "-m", "confide.cli", "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],

@@ -100,6 +100,11 @@ class Hub:
         except MeetingError as error:
             fatal = error.code in ("meeting-not-found", "bad-token", "meeting-full")
             await self._refuse(session, RemoteProtocolError(error.code, error.message, fatal))
+        except Exception:
+            # Our bug, not theirs: tell this client, keep everyone else's meeting going.
+            logger.exception("failed to handle a signalling message")
+            await self._refuse(session, RemoteProtocolError(
+                "internal-error", "the server could not handle that message"))
 
     async def _refuse(self, session: Session, error: RemoteProtocolError) -> None:
         self.counters[f"refused_{error.code}"] += 1
@@ -143,9 +148,7 @@ class Hub:
             raise RemoteProtocolError("bad-message", "already joined")
         meeting = self.directory.get(hello.meeting)
         meeting.check_token(hello.token)
-        now = asyncio.get_running_loop().time()
         participant = meeting.join(hello.profile, time.time(), self.settings.max_participants)
-        del now
         session.meeting, session.participant = meeting, participant
         session.endpoint = self.sfu.add_endpoint(participant.id, meeting.id)
         others = self.sessions.setdefault(meeting.id, {})

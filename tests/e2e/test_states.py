@@ -1,0 +1,54 @@
+"""What people see when someone vanishes or the server goes away."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from playwright.sync_api import Browser
+
+from .conftest import start_server
+from .participant import Participant, Server
+
+
+def test_closing_the_tab_removes_the_tile_within_five_seconds(
+    browser: Browser, server: Server
+) -> None:
+    alice = Participant(browser, server, "Alice")
+    link = alice.create_meeting()
+    alice.join()
+    bob = Participant(browser, server, "Bob")
+    bob.join(link)
+    bob_id = bob.self_id
+    assert bob_id in alice.wait_for_playing({bob_id})
+    bob.page.close()  # no Leave click: the tab is just gone
+    alice.page.wait_for_selector(
+        f".tile[data-participant-id='{bob_id}']", state="detached", timeout=5_000
+    )
+    alice.close()
+    bob.close()
+
+
+def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Browser) -> None:
+    process, server = start_server("restart-server.log")
+    try:
+        alice = Participant(browser, server, "Alice")
+        link = alice.create_meeting()
+        alice.join()
+        process.terminate()
+        process.wait(timeout=10)
+        alice.wait_for_status("reconnecting")
+        assert "reconnecting" in alice.status_text.lower()
+
+        # The same address again, but a fresh server: in-memory meetings are gone.
+        port = urlparse(server.base_url).port
+        assert port is not None
+        process, server = start_server(
+            "restart-server.log", ports=(port, server.media_port)
+        )
+        alice.wait_for_status("failed", timeout=30)
+        assert "does not exist" in alice.status_text
+        assert link.startswith(server.base_url)
+        alice.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
