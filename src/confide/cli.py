@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--max-participants", type=int, default=100)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-addresses", action="store_true",
+        help="put client IP addresses in the access log (off: logs carry no addresses)",
+    )
     args = parser.parse_args(argv)
 
     public_ip = args.public_ip or (args.host if args.host not in ("0.0.0.0", "::") else None)
@@ -48,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     shown_host = "localhost" if settings.host in ("127.0.0.1", "::1") else public_ip
     print(f"Confide is running: open http://{shown_host}:{settings.port}/ "
           f"(media on UDP {settings.public_ip}:{settings.media_port})", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    # Without --log-addresses the access log has no client address (DESIGN.md section 4).
+    access_log_format = '%a "%r" %s %b %Tfs' if args.log_addresses else '"%r" %s %b %Tfs'
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log_format=access_log_format,
+    )
     return 0
 
 

@@ -33,7 +33,7 @@ def start_server(
     """Runs `confide serve` on free ports (or the given TCP and UDP ports)."""
     ARTIFACTS.mkdir(exist_ok=True)
     port, media_port = ports or (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
-    log = open(ARTIFACTS / log_name, "ab")  # noqa: SIM115 - closed with the process
+    log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [sys.executable, "-m", "confide.cli", "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],

@@ -52,3 +52,16 @@ def test_two_meetings_on_one_server_stay_apart(browser: Browser, server: Server)
     assert ann.tile_ids() == {ben.self_id}
     for person in (ann, ben, cat):
         person.close()
+
+
+def test_server_log_holds_no_client_address_or_name(browser: Browser, server: Server) -> None:
+    person = Participant(browser, server, "Zebulon Quartermaine")
+    person.create_meeting()
+    person.join()
+    person.send_chat("the quarterly figures are in the blue folder")
+    person.close()
+    log = server.log_path.read_text()
+    assert '"GET /static/app.js' in log, "the access log is being written"
+    assert "127.0.0.1" not in log.replace("127.0.0.1:", "")  # the startup line names the media port
+    assert "Zebulon" not in log
+    assert "blue folder" not in log

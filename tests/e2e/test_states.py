@@ -43,7 +43,7 @@ def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Brows
         port = urlparse(server.base_url).port
         assert port is not None
         process, server = start_server(
-            "restart-server.log", ports=(port, server.media_port)
+            "restart-server-again.log", ports=(port, server.media_port)
         )
         alice.wait_for_status("failed", timeout=30)
         assert "does not exist" in alice.status_text
