@@ -52,3 +52,29 @@ def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Brows
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# The browser refuses every camera and microphone request, as after "Block".
+REFUSE_DEVICES = """navigator.mediaDevices.getUserMedia = async () => {
+  throw new DOMException('Permission denied', 'NotAllowedError');
+};"""
+
+
+def test_refused_camera_is_explained_and_joining_still_works(
+    browser: Browser, server: Server
+) -> None:
+    host = Participant(browser, server, "Host")
+    link = host.create_meeting()
+    host.join()
+    shy = Participant(browser, server, "Shy")
+    shy.context.add_init_script(REFUSE_DEVICES)
+    shy.open(link)
+    message = shy.page.locator("#device-message")
+    message.get_by_text("blocked").wait_for(timeout=10_000)
+    assert "site settings" in message.inner_text()
+    shy.join()
+    # Without a camera they still see the host, and the host sees their tile.
+    assert host.self_id in shy.wait_for_playing({host.self_id})
+    host.page.wait_for_selector(f".tile[data-participant-id='{shy.self_id}'].camera-off")
+    host.close()
+    shy.close()
