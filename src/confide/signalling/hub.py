@@ -30,6 +30,7 @@ from .messages import (
     Media,
     Offer,
     Ping,
+    Relay,
     RemoteProtocolError,
     parse_client_message,
 )
@@ -138,6 +139,14 @@ class Hub:
                 "type": "chat", "from": session.participant.id, "body": message.body,
                 "time": int(time.time() * 1000),
             }, exclude=session.participant.id)
+        elif isinstance(message, Relay):
+            target = self.sessions.get(session.meeting.id, {}).get(message.to)
+            if target is None or message.to == session.participant.id:
+                raise RemoteProtocolError("unknown-participant", "nobody with that id is here")
+            self.counters["relayed"] += 1
+            await self._send(target, {
+                "type": "relay", "from": session.participant.id, "body": message.body,
+            })
         elif isinstance(message, Ping):
             await self._send(session, {"type": "pong"})
         elif isinstance(message, Leave):

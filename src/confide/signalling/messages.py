@@ -15,7 +15,9 @@ from typing import Any
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_PROFILE_CHARS = 2048
-MAX_CHAT_CHARS = 8192
+MAX_CHAT_CHARS = 16384
+"""Room for 8192 characters of text once encrypted and encoded."""
+MAX_RELAY_CHARS = 4096
 MAX_SDP_CHARS = 240 * 1024
 MAX_MIDS = 512
 SEND_KINDS = ("audio", "camera", "screen")
@@ -66,6 +68,14 @@ class Chat:
 
 
 @dataclass(frozen=True)
+class Relay:
+    """An opaque blob for one other participant (a wrapped sender key)."""
+
+    to: str
+    body: str
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
@@ -75,7 +85,7 @@ class Leave:
     pass
 
 
-ClientMessage = Hello | Offer | Media | Chat | Ping | Leave
+ClientMessage = Hello | Offer | Media | Chat | Relay | Ping | Leave
 
 
 def _bad(message: str) -> RemoteProtocolError:
@@ -159,6 +169,8 @@ def parse_client_message(text: str) -> ClientMessage:
         )
     if kind == "chat":
         return Chat(body=_field(obj, "body", str, MAX_CHAT_CHARS))
+    if kind == "relay":
+        return Relay(to=_field(obj, "to", str, 64), body=_field(obj, "body", str, MAX_RELAY_CHARS))
     if kind == "ping":
         return Ping()
     if kind == "leave":

@@ -209,6 +209,8 @@ const state = {
   screenBusy: false,
   /** @type {number | undefined} */
   timer: undefined,
+  /** This person's identity fingerprint in this meeting, to compare with others. */
+  ownFingerprint: '',
 };
 
 // ---------------------------------------------------------------------------
@@ -561,6 +563,57 @@ function wireClient(client) {
   client.onchat = (message) => live() && addChatMessage(message);
   // The reason for a fatal error may arrive just after the 'failed' status, so it is still let in.
   client.onerror = (error) => (live() || state.endedClient === client) && onClientError(error);
+  client.onsecuritycode = (code) => live() && renderSecurityCode(client, code);
+  client.onencryption = (status) => live() && renderEncryption(status);
+  client.onsecurityalert = (alert) => live() && showSecurityAlert(alert);
+}
+
+// ---------------------------------------------------------------------------
+// End-to-end encryption, as the person sees it
+
+/**
+ * The chip says "End-to-end encrypted" only while every received stream decrypts
+ * and every sent frame is encrypted; the worker drops a frame rather than send it clear.
+ * @param {{endToEnd: boolean, failing: string[], sent: number, dropped: number}} status
+ */
+function renderEncryption({ endToEnd, failing }) {
+  const chip = byId('encryption');
+  const text = byId('encryption-text');
+  const code = state.client?.securityCode ?? '';
+  const names = failing.map((id) => state.participants.get(id)?.name ?? 'someone');
+  const stateName = failing.length ? 'failing' : endToEnd ? 'e2ee' : 'pending';
+  chip.dataset.state = stateName;
+  chip.classList.toggle('pending', stateName === 'pending');
+  chip.classList.toggle('failing', stateName === 'failing');
+  if (stateName === 'e2ee') {
+    text.textContent = `End-to-end encrypted · security code ${code}`;
+    chip.title = 'Every sent and received track is encrypted with keys the server never has';
+  } else if (stateName === 'failing') {
+    text.textContent = `Cannot decrypt ${names.join(', ')}`;
+    chip.title = 'Frames from these people fail to decrypt and are not shown';
+  } else {
+    text.textContent = 'Setting up encryption…';
+    chip.title = 'Exchanging keys';
+  }
+  for (const participant of state.participants.values()) {
+    participant.tile.classList.toggle('undecryptable', failing.includes(participant.id));
+  }
+}
+
+/** @param {MeetingClient} client @param {string} code */
+function renderSecurityCode(client, code) {
+  byId('security-code').textContent = code;
+  client.ownFingerprint().then((own) => { state.ownFingerprint = own; if (state.self) renderParticipant(state.self); });
+  for (const participant of state.participants.values()) renderParticipant(participant);
+}
+
+/** @param {{participantId: string | null, message: string}} alert */
+function showSecurityAlert({ participantId, message }) {
+  const box = byId('security-alert');
+  box.textContent = message;
+  box.hidden = false;
+  if (participantId) state.participants.get(participantId)?.listItem.classList.add('unverified');
+  window.setTimeout(() => { box.hidden = true; }, 15000);
 }
 
 /** The self tile starts with a placeholder id; swap in the real one once the server has assigned it. */
@@ -888,7 +941,9 @@ function createTile(id, self) {
   const label = el('div', 'tile-label');
   label.append(el('span', 'name'));
 
-  tile.append(video, avatarWrap, muted, label);
+  const warning = el('div', 'tile-warning', "Can't decrypt this person's video: not shown");
+
+  tile.append(video, avatarWrap, muted, label, warning);
   tile.addEventListener('dblclick', () => toggleFullscreen(tile));
   return { tile, video };
 }
@@ -907,6 +962,7 @@ function createListItem(id, self) {
   const nameLine = el('span', 'participant-name');
   nameLine.append(el('span', 'participant-name-text'));
   if (self) nameLine.append(el('span', 'participant-you', ' (you)'));
+  nameLine.append(el('span', 'participant-fingerprint'));
   item.append(el('span', 'avatar avatar-small'), nameLine, status);
   return item;
 }
@@ -941,6 +997,11 @@ function renderParticipant(participant) {
   listAvatar.style.backgroundColor = avatar.style.backgroundColor;
   /** @type {HTMLElement} */ (listItem.querySelector('.participant-name-text')).textContent =
     participant.self ? state.name : participant.name;
+  const fingerprint = participant.self
+    ? state.ownFingerprint
+    : state.client?.participants.get(participant.id)?.fingerprint ?? '';
+  const fingerprintLine = /** @type {HTMLElement} */ (listItem.querySelector('.participant-fingerprint'));
+  fingerprintLine.textContent = fingerprint ? `Fingerprint ${fingerprint}` : 'Not verified';
   listItem.dataset.audio = media.audio ? 'on' : 'off';
   listItem.dataset.camera = media.camera ? 'on' : 'off';
   const mic = /** @type {HTMLElement} */ (listItem.querySelector('.participant-mic'));

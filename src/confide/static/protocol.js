@@ -6,7 +6,14 @@
  * on* callbacks and calls the methods.
  */
 
+import {
+  E2eeError, MeetingKeys, fingerprint, kidOf, openChat, parseChat, ratchet, securityCode, sealChat,
+} from './e2ee.js';
+
 const PROTOCOL_VERSION = 1;
+// After a leave, how long receivers get to install the fresh key before it is used.
+const REKEY_SWITCH_DELAY_MS = 700;
+const MAX_CHAT_RATCHET_STEPS = 16;
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const PING_INTERVAL_MS = 10000;
 const encoder = new TextEncoder();
@@ -71,9 +78,11 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
 
 /**
  * @typedef {{audio: boolean, camera: boolean, screen: boolean}} MediaState
+ * @typedef {import('./e2ee.js').Announcement} Announcement
+ * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string}} Person
  * @typedef {{id: string, participant: string, kind: string}} StreamInfo
  * @typedef {{transceiver: RTCRtpTransceiver, mediaKind: string, streamId: string | null,
- *   shown: StreamInfo | null}} ReceiveSlot
+ *   shown: StreamInfo | null, slot: string}} ReceiveSlot
  */
 
 export class MeetingClient {
@@ -97,6 +106,16 @@ export class MeetingClient {
     this.onchat = () => {};
     /** @type {(e: {code: string, message: string, fatal: boolean}) => void} */
     this.onerror = () => {};
+    /** @type {(code: string) => void} the meeting security code changed */
+    this.onsecuritycode = () => {};
+    /** @type {(a: {participantId: string | null, message: string}) => void} something failed a MAC, signature or decryption */
+    this.onsecurityalert = () => {};
+    /**
+     * Every second: whether everything sent and received is under SFrame.
+     * `failing` lists participants whose frames do not decrypt.
+     * @type {(s: {endToEnd: boolean, failing: string[], sent: number, dropped: number}) => void}
+     */
+    this.onencryption = () => {};
 
     this._selfId = '';
     this._name = '';
@@ -109,7 +128,21 @@ export class MeetingClient {
     /** @type {Record<string, RTCRtpTransceiver>} */ this._sending = {};
     /** @type {ReceiveSlot[]} */ this._receiving = [];
     /** @type {StreamInfo[]} */ this._streams = [];
-    /** @type {Map<string, {name: string, media: MediaState}>} */ this.participants = new Map();
+    /** @type {Map<string, Person>} */ this.participants = new Map();
+    /** @type {MeetingKeys | null} */ this.keys = null;
+    this._sendEpoch = 0;
+    this._sendKey = new Uint8Array(0);
+    /** Receive keys by sender id, then epoch, for chat. @type {Map<number, Map<number, Uint8Array>>} */
+    this._receiveKeys = new Map();
+    this.securityCode = '';
+    this._worker = new Worker('/static/e2ee-worker.js', { type: 'module' });
+    this._worker.onmessage = (event) => this._onWorkerStats(event.data);
+    this._slotCounter = 0;
+    /** @type {{receiving: Record<string, {decrypted: number, failed: number}>} | null} */ this._lastStats = null;
+    this._profile = '';
+    this._token = '';
+    /** Messages are handled one at a time, in order. @type {Promise<void>} */
+    this._inbox = Promise.resolve();
     this._negotiating = false;
     this._negotiationWanted = false;
     /** @type {((sdp: string) => void) | null} */ this._answerWaiter = null;
@@ -128,10 +161,14 @@ export class MeetingClient {
     this._audioTrack = audioTrack;
     this._cameraTrack = videoTrack;
     this._token = base64url(await deriveJoinToken(this.linkSecret, this.meetingId));
-    this._connect();
+    this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
+    await this._connect();
   }
 
-  _connect() {
+  async _connect() {
+    // A fresh identity and sender key for every (re)join: nothing carries over.
+    await this.keys?.newIdentity();
+    this._profile = (await this.keys?.announce(this._name)) ?? '';
     this.onstatus(this._wasWelcomed ? 'reconnecting' : 'connecting',
       this._wasWelcomed ? 'Connection lost: reconnecting…' : 'Connecting…');
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
@@ -141,13 +178,16 @@ export class MeetingClient {
     socket.onopen = () => {
       opened = true;
       this._send({ type: 'hello', version: PROTOCOL_VERSION, meeting: this.meetingId,
-        token: this._token, profile: JSON.stringify({ name: this._name }) });
+        token: this._token, profile: this._profile });
       this._pingTimer = window.setInterval(() => this._send({ type: 'ping' }), PING_INTERVAL_MS);
     };
     socket.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      this._dispatch(message).catch((error) => console.error('confide: message failed', error));
+      // The answer is awaited inside a handler (negotiation), so it cannot queue behind it.
+      if (message.type === 'answer') { this._answerWaiter?.(message.sdp); return; }
+      this._inbox = this._inbox.then(() => this._dispatch(message))
+        .catch((error) => console.error('confide: message failed', error));
     };
     socket.onclose = () => {
       window.clearInterval(this._pingTimer);
@@ -160,7 +200,7 @@ export class MeetingClient {
       this.onstatus('reconnecting', 'Connection lost: reconnecting…');
       const delay = RECONNECT_DELAYS_MS[Math.min(this._attempt, RECONNECT_DELAYS_MS.length - 1)];
       this._attempt += 1;
-      window.setTimeout(() => { if (!this._left) this._connect(); }, delay);
+      window.setTimeout(() => { if (!this._left) this._connect().catch(console.error); }, delay);
     };
   }
 
@@ -172,6 +212,9 @@ export class MeetingClient {
     this._receiving = [];
     this._sending = {};
     this._streams = [];
+    for (const senderId of this._receiveKeys.keys()) this._worker.postMessage({ type: 'forget-sender', senderId });
+    this._receiveKeys.clear();
+    this._worker.postMessage({ type: 'send-key', kid: 0, key: null });
     if (this.peerConnection) this.peerConnection.close();
     this.peerConnection = null;
     this._negotiating = false;
@@ -184,14 +227,6 @@ export class MeetingClient {
     if (this._socket && this._socket.readyState === WebSocket.OPEN) this._socket.send(JSON.stringify(message));
   }
 
-  /** @param {string} profile */
-  _nameFrom(profile) {
-    try {
-      const parsed = JSON.parse(profile);
-      if (typeof parsed.name === 'string' && parsed.name.trim()) return parsed.name.slice(0, 64);
-    } catch { /* a profile we cannot read still gets a tile */ }
-    return 'Guest';
-  }
 
   /** @param {any} message */
   async _dispatch(message) {
@@ -200,19 +235,35 @@ export class MeetingClient {
         this._selfId = message.you;
         this._wasWelcomed = true;
         this._attempt = 0;
-        for (const p of message.participants) this._addParticipant(p);
+        for (const p of message.participants) await this._addParticipant(p);
+        await this._startSending();
         this._createPeerConnection();
         this._announceMedia();
         this._streams = message.streams;
         await this._negotiate();
         break;
-      case 'joined':
-        this._addParticipant(message.participant);
+      case 'joined': {
+        const person = await this._addParticipant(message.participant);
+        // The newcomer gets only the next key in the ratchet, so cannot read the past.
+        if (person.peer) await this._ratchetForNewcomer(person.peer);
         break;
-      case 'left':
-        if (this.participants.delete(message.id)) {
-          this.onparticipantleft({ id: message.id, reason: message.reason });
+      }
+      case 'left': {
+        const person = this.participants.get(message.id);
+        if (!person) break;
+        this.participants.delete(message.id);
+        if (person.peer) {
+          this._receiveKeys.delete(person.peer.senderId);
+          this._worker.postMessage({ type: 'forget-sender', senderId: person.peer.senderId });
         }
+        this.onparticipantleft({ id: message.id, reason: message.reason });
+        await this._updateSecurityCode();
+        // The leaver holds our current key: make a fresh one for those who remain.
+        await this._rekey();
+        break;
+      }
+      case 'relay':
+        await this._receiveRelay(message.from, message.body);
         break;
       case 'media': {
         const participant = this.participants.get(message.id);
@@ -225,12 +276,8 @@ export class MeetingClient {
         this._streams = message.streams;
         await this._negotiate();
         break;
-      case 'answer':
-        if (this._answerWaiter) this._answerWaiter(message.sdp);
-        break;
       case 'chat':
-        this.onchat({ from: message.from, name: this.participants.get(message.from)?.name ?? 'Guest',
-          text: String(message.body), time: message.time, self: false });
+        await this._receiveChat(message.from, message.body, message.time);
         break;
       case 'error':
         if (message.fatal) {
@@ -244,24 +291,168 @@ export class MeetingClient {
     }
   }
 
-  /** @param {{id: string, profile: string, media: MediaState}} p */
-  _addParticipant(p) {
-    const entry = { name: this._nameFrom(p.profile), media: p.media };
-    this.participants.set(p.id, entry);
-    this.onparticipantjoined({ id: p.id, name: entry.name, media: entry.media });
+  /**
+   * Check a participant's announcement before showing them: a MAC the server
+   * cannot make, a signature, and an identity key nobody else here uses.
+   * @param {{id: string, profile: string, media: MediaState}} p
+   */
+  async _addParticipant(p) {
+    /** @type {Person} */
+    const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '' };
+    try {
+      const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(p.profile);
+      const taken = [...this.participants.values()].some((other) => other.peer
+        && (other.peer.senderId === peer.senderId || toKey(other.peer.identity) === toKey(peer.identity)));
+      if (taken || peer.senderId === this.keys?.senderId) throw new E2eeError('announcement repeats someone else’s keys');
+      person.peer = peer;
+      person.name = peer.name.trim().slice(0, 64) || 'Guest';
+      person.fingerprint = await fingerprint(peer.identity);
+    } catch (error) {
+      if (!(error instanceof E2eeError)) throw error;
+      this.onsecurityalert({ participantId: p.id,
+        message: `A participant's keys failed verification (${error.message}): possible attack, nothing is shared with them` });
+    }
+    this.participants.set(p.id, person);
+    this.onparticipantjoined({ id: p.id, name: person.name, media: person.media });
+    await this._updateSecurityCode();
+    return person;
   }
 
+  async _updateSecurityCode() {
+    if (!this.keys) return;
+    const identities = [this.keys.identity];
+    for (const person of this.participants.values()) if (person.peer) identities.push(person.peer.identity);
+    this.securityCode = await securityCode(identities);
+    this.onsecuritycode(this.securityCode);
+  }
+
+  /** My fingerprint, to compare with what others see in their participant list. */
+  async ownFingerprint() {
+    return this.keys ? fingerprint(this.keys.identity) : '';
+  }
+
+  get _sendKid() { return kidOf(this.keys?.senderId ?? 0, this._sendEpoch); }
+
+  /** A fresh sender key on joining, sent to everyone already here. */
+  async _startSending() {
+    this._sendEpoch = 0;
+    this._sendKey = crypto.getRandomValues(new Uint8Array(32));
+    this._useSendKey();
+    await this._sendKeyTo([...this.participants.keys()]);
+  }
+
+  _useSendKey() {
+    this._worker.postMessage({ type: 'send-key', kid: this._sendKid, key: this._sendKey });
+  }
+
+  /** @param {string[]} participantIds */
+  async _sendKeyTo(participantIds) {
+    const kid = this._sendKid;
+    const key = this._sendKey;
+    for (const id of participantIds) {
+      const peer = this.participants.get(id)?.peer;
+      if (!peer || !this.keys) continue;
+      this._send({ type: 'relay', to: id, body: await this.keys.wrapSenderKey(peer, kid, key) });
+    }
+  }
+
+  /** @param {Announcement} newcomer */
+  async _ratchetForNewcomer(newcomer) {
+    this._sendKey = await ratchet(this._sendKey);
+    this._sendEpoch += 1;
+    this._useSendKey();
+    const id = [...this.participants.entries()].find(([, p]) => p.peer === newcomer)?.[0];
+    if (id) await this._sendKeyTo([id]);
+  }
+
+  /** Someone left: a fresh random key for those who remain, used once they have it. */
+  async _rekey() {
+    this._sendKey = crypto.getRandomValues(new Uint8Array(32));
+    this._sendEpoch += 1;
+    const epoch = this._sendEpoch;
+    await this._sendKeyTo([...this.participants.keys()]);
+    window.setTimeout(() => { if (this._sendEpoch === epoch) this._useSendKey(); }, REKEY_SWITCH_DELAY_MS);
+  }
+
+  /** @param {string} from @param {string} body */
+  async _receiveRelay(from, body) {
+    const peer = this.participants.get(from)?.peer;
+    if (!peer || !this.keys) return;
+    try {
+      const { kid, senderKey } = await this.keys.unwrapSenderKey(peer, body);
+      if (!this._receiveKeys.has(peer.senderId)) this._receiveKeys.set(peer.senderId, new Map());
+      this._receiveKeys.get(peer.senderId)?.set(kid % 256, senderKey);
+      this._worker.postMessage({ type: 'receive-key', kid, key: senderKey });
+    } catch (error) {
+      if (!(error instanceof E2eeError)) throw error;
+      this.onsecurityalert({ participantId: from, message: `A key from a participant failed to decrypt (${error.message}): possible attack` });
+    }
+  }
+
+  /** A peer's key for a KID, ratcheting forward from the last one known (after joins). @param {number} kid */
+  async _receiveKeyFor(kid) {
+    const known = this._receiveKeys.get(Math.floor(kid / 256));
+    if (!known) return null;
+    const epoch = kid % 256;
+    for (let steps = 0; steps <= MAX_CHAT_RATCHET_STEPS; steps += 1) {
+      let key = known.get((epoch - steps + 256) % 256);
+      if (!key) continue;
+      for (let i = 0; i < steps; i += 1) key = await ratchet(key);
+      return key;
+    }
+    return null;
+  }
+
+  /** @param {string} from @param {string} body @param {number} time */
+  async _receiveChat(from, body, time) {
+    const person = this.participants.get(from);
+    if (!person?.peer) return;
+    try {
+      const { kid, sealed } = parseChat(body);
+      if (Math.floor(kid / 256) !== person.peer.senderId) throw new E2eeError('chat names another sender');
+      const key = await this._receiveKeyFor(kid);
+      if (!key) throw new E2eeError('no key for this chat message yet');
+      const text = await openChat(kid, key, sealed);
+      this.onchat({ from, name: person.name, text, time, self: false });
+    } catch (error) {
+      if (!(error instanceof E2eeError)) throw error;
+      this.onsecurityalert({ participantId: from, message: `A chat message failed to decrypt (${error.message})` });
+    }
+  }
+
+  /** @param {{sending: {encrypted: number, dropped: number}, receiving: Record<string, {decrypted: number, failed: number}>}} stats */
+  _onWorkerStats(stats) {
+    if (!this.peerConnection) return;
+    const failing = [];
+    let receivedOk = true;
+    const previous = this._lastStats?.receiving ?? {};
+    for (const slot of this._receiving) {
+      if (!slot.shown) continue;
+      const now = stats.receiving[slot.slot];
+      const before = previous[slot.slot] ?? { decrypted: 0, failed: 0 };
+      if (!now) continue;
+      const failed = now.failed - before.failed;
+      const decrypted = now.decrypted - before.decrypted;
+      if (failed > 0 && decrypted === 0) {
+        failing.push(slot.shown.participant);
+        receivedOk = false;
+      }
+    }
+    this._lastStats = stats;
+    this.onencryption({ endToEnd: receivedOk && Boolean(this._sendKey.length), failing: [...new Set(failing)],
+      sent: stats.sending.encrypted, dropped: stats.sending.dropped });
+  }
   _createPeerConnection() {
     // No STUN or TURN servers: the SFU's own host candidate is all the browser needs.
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.peerConnection = pc;
-    this._sending.audio = pc.addTransceiver(this._audioTrack ?? 'audio',
-      { direction: this._audioTrack ? 'sendonly' : 'inactive' });
-    this._sending.camera = pc.addTransceiver(this._cameraTrack ?? 'video',
-      { direction: this._cameraTrack ? 'sendonly' : 'inactive' });
+    this._sending.audio = this._addSendTransceiver(pc, this._audioTrack ?? 'audio', 'audio',
+      this._audioTrack ? 'sendonly' : 'inactive');
+    this._sending.camera = this._addSendTransceiver(pc, this._cameraTrack ?? 'video', 'camera',
+      this._cameraTrack ? 'sendonly' : 'inactive');
     if (this._audioTrack) this._audioTrack.enabled = this._microphoneEnabled;
     if (this._screenTrack) {
-      this._sending.screen = pc.addTransceiver(this._screenTrack, { direction: 'sendonly' });
+      this._sending.screen = this._addSendTransceiver(pc, this._screenTrack, 'screen', 'sendonly');
     }
     pc.onconnectionstatechange = () => {
       if (this.peerConnection !== pc) return;
@@ -274,6 +465,32 @@ export class MeetingClient {
         this._socket?.close();
       }
     };
+  }
+
+  /**
+   * Every transceiver gets the SFrame transform before it carries a frame.
+   * Video is VP8: H.264's packetiser reads NAL unit headers that SFrame would hide.
+   * @param {RTCPeerConnection} pc @param {MediaStreamTrack | string} trackOrKind
+   * @param {string} kind @param {RTCRtpTransceiverDirection} direction
+   */
+  _addSendTransceiver(pc, trackOrKind, kind, direction) {
+    const transceiver = pc.addTransceiver(trackOrKind, { direction });
+    transceiver.sender.transform = new RTCRtpScriptTransform(this._worker, { operation: 'encrypt', kind });
+    preferVp8(transceiver);
+    return transceiver;
+  }
+
+  /** @param {RTCPeerConnection} pc @param {string} mediaKind */
+  _addReceiveSlot(pc, mediaKind) {
+    const transceiver = pc.addTransceiver(mediaKind, { direction: 'recvonly' });
+    const slot = String((this._slotCounter += 1));
+    transceiver.receiver.transform = new RTCRtpScriptTransform(this._worker,
+      { operation: 'decrypt', kind: mediaKind, slot });
+    preferVp8(transceiver);
+    /** @type {ReceiveSlot} */
+    const entry = { transceiver, mediaKind, streamId: null, shown: null, slot };
+    this._receiving.push(entry);
+    return entry;
   }
 
   /** Bring receive transceivers in line with the streams on offer, then offer. */
@@ -293,11 +510,7 @@ export class MeetingClient {
       if (assigned.has(stream.id)) continue;
       const mediaKind = mediaKindOf(stream.kind);
       let slot = this._receiving.find((s) => !s.streamId && !s.shown && s.mediaKind === mediaKind);
-      if (!slot) {
-        slot = { transceiver: pc.addTransceiver(mediaKind, { direction: 'recvonly' }), mediaKind,
-          streamId: null, shown: null };
-        this._receiving.push(slot);
-      }
+      if (!slot) slot = this._addReceiveSlot(pc, mediaKind);
       slot.streamId = stream.id;
       slot.transceiver.direction = 'recvonly';
     }
@@ -384,7 +597,7 @@ export class MeetingClient {
     this._screenTrack = track;
     const pc = this.peerConnection;
     if (pc && !this._sending.screen) {
-      this._sending.screen = pc.addTransceiver(track, { direction: 'sendonly' });
+      this._sending.screen = this._addSendTransceiver(pc, track, 'screen', 'sendonly');
       this._announceMedia();
       await this._negotiate();
     } else {
@@ -414,9 +627,12 @@ export class MeetingClient {
 
   /** @param {string} text */
   sendChat(text) {
+    if (!this._sendKey.length) return;
     const trimmed = text.trim();
     if (!trimmed) return;
-    this._send({ type: 'chat', body: trimmed });
+    sealChat(this._sendKid, this._sendKey, trimmed)
+      .then((body) => this._send({ type: 'chat', body }))
+      .catch((error) => console.error('confide: chat not sent', error));
     this.onchat({ from: this._selfId, name: this._name, text: trimmed, time: Date.now(), self: true });
   }
 
@@ -427,4 +643,15 @@ export class MeetingClient {
     this._teardown();
     this.onstatus('ended', 'You left the meeting');
   }
+}
+
+/** @param {Uint8Array} bytes */
+const toKey = (bytes) => Array.from(bytes).join(',');
+
+/** @param {RTCRtpTransceiver} transceiver */
+function preferVp8(transceiver) {
+  if (transceiver.receiver.track.kind !== 'video') return;
+  const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs ?? [];
+  const vp8 = codecs.filter((c) => c.mimeType === 'video/VP8');
+  if (vp8.length) transceiver.setCodecPreferences(vp8);
 }

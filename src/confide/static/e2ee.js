@@ -1,0 +1,270 @@
+// @ts-check
+/**
+ * The keys of one meeting (DESIGN.md section 3), in the main thread. No DOM.
+ *
+ * - From the link secret S: the roster key, which MACs each participant's key
+ *   announcement and encrypts display names. The server never learns S.
+ * - Per participant and meeting: an X25519 key (agreement) and an Ed25519 key
+ *   (signatures), made fresh here and never exported privately.
+ * - Per sender: a sender key with an epoch; KID = sender id * 256 + epoch % 256.
+ *   Sender keys travel pairwise: X25519, then HKDF, then AES-GCM.
+ * - Chat: AES-GCM under a key derived from the sender's current sender key.
+ *
+ * src/confide/e2ee/keys.py computes the same bytes in Python.
+ */
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+export const LABEL = 'confide/1 ';
+
+/** @param {Uint8Array} bytes */
+export function toBase64(bytes) {
+  let text = '';
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text);
+}
+
+/** @param {string} text */
+export function fromBase64(text) {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+/** @param {...Uint8Array} parts */
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) { out.set(part, offset); offset += part.length; }
+  return out;
+}
+
+/** @param {Uint8Array} a @param {Uint8Array} b */
+function compareBytes(a, b) {
+  for (let i = 0; i < Math.min(a.length, b.length); i += 1) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+/**
+ * HKDF-SHA-256 (RFC 5869) to `length` bytes.
+ * @param {Uint8Array} secret @param {Uint8Array} salt @param {string | Uint8Array} info @param {number} length
+ */
+export async function hkdf(secret, salt, info, length = 32) {
+  const key = await crypto.subtle.importKey('raw', secret, 'HKDF', false, ['deriveBits']);
+  const infoBytes = typeof info === 'string' ? encoder.encode(info) : info;
+  const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt, info: infoBytes }, key, length * 8);
+  return new Uint8Array(bits);
+}
+
+/** @param {Uint8Array} raw */
+function aesKey(raw) {
+  return crypto.subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
+}
+
+/** AES-GCM with a random 12-byte IV; returns iv || ciphertext. @param {CryptoKey} key @param {Uint8Array} plaintext @param {Uint8Array} aad */
+export async function seal(key, plaintext, aad) {
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const ciphertext = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad }, key, plaintext);
+  return concat(iv, new Uint8Array(ciphertext));
+}
+
+/** @param {CryptoKey} key @param {Uint8Array} sealed @param {Uint8Array} aad */
+export async function open(key, sealed, aad) {
+  if (sealed.length < 12 + 16) throw new E2eeError('sealed blob is too short');
+  try {
+    const plaintext = await crypto.subtle.decrypt(
+      { name: 'AES-GCM', iv: sealed.subarray(0, 12), additionalData: aad }, key, sealed.subarray(12));
+    return new Uint8Array(plaintext);
+  } catch {
+    throw new E2eeError('blob failed to decrypt');
+  }
+}
+
+/** Something a peer or the server sent that fails its MAC, signature or decryption. */
+export class E2eeError extends Error {}
+
+/** The next sender key when someone joins: one-way, so a newcomer cannot go back. @param {Uint8Array} senderKey */
+export function ratchet(senderKey) {
+  return hkdf(senderKey, new Uint8Array(0), `${LABEL}ratchet`);
+}
+
+/** @param {number} senderId @param {number} epoch */
+export const kidOf = (senderId, epoch) => senderId * 256 + (epoch % 256);
+
+/**
+ * The meeting security code: a short hash of every current identity key, sorted,
+ * equal on every screen only if the server substituted none.
+ * @param {Uint8Array[]} identityKeys X25519 public key || Ed25519 public key, per person
+ */
+export async function securityCode(identityKeys) {
+  const sorted = [...identityKeys].sort(compareBytes);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256',
+    concat(encoder.encode(`${LABEL}security-code`), ...sorted)));
+  return Array.from(digest.subarray(0, 6), (b) => String(b % 100).padStart(2, '0')).join(' ');
+}
+
+/** One person's fingerprint, to compare out of band. @param {Uint8Array} identityKey */
+export async function fingerprint(identityKey) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256',
+    concat(encoder.encode(`${LABEL}fingerprint`), identityKey)));
+  return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, '0'))
+    .join('').match(/.{4}/g)?.join(' ') ?? '';
+}
+
+/**
+ * @typedef {{name: string, senderId: number, xPublic: Uint8Array, sPublic: Uint8Array,
+ *   identity: Uint8Array}} Announcement
+ */
+
+export class MeetingKeys {
+  /** @param {string} meetingId @param {Uint8Array} rosterMacKey @param {CryptoKey} nameKey */
+  constructor(meetingId, rosterMacKey, nameKey) {
+    this.meetingId = meetingId;
+    this._macKey = crypto.subtle.importKey('raw', rosterMacKey, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    this._nameKey = nameKey;
+    /** @type {CryptoKeyPair | null} */ this._agreement = null;
+    /** @type {CryptoKeyPair | null} */ this._signing = null;
+    this.xPublic = new Uint8Array(0);
+    this.sPublic = new Uint8Array(0);
+    this.senderId = 0;
+    /** @type {Map<string, Promise<CryptoKey>>} pairwise keys by peer X25519 key */
+    this._pairwise = new Map();
+  }
+
+  /** @param {Uint8Array} linkSecret @param {string} meetingId */
+  static async fromLink(linkSecret, meetingId) {
+    const roster = await hkdf(linkSecret, encoder.encode(meetingId), `${LABEL}roster-key`);
+    const macKey = await hkdf(roster, new Uint8Array(0), `${LABEL}roster-mac`);
+    const nameKey = await aesKey(await hkdf(roster, new Uint8Array(0), `${LABEL}roster-names`));
+    return new MeetingKeys(meetingId, macKey, nameKey);
+  }
+
+  /** A fresh identity for this meeting (and for each rejoin). */
+  async newIdentity() {
+    this._agreement = /** @type {CryptoKeyPair} */ (await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']));
+    this._signing = /** @type {CryptoKeyPair} */ (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']));
+    this.xPublic = new Uint8Array(await crypto.subtle.exportKey('raw', this._agreement.publicKey));
+    this.sPublic = new Uint8Array(await crypto.subtle.exportKey('raw', this._signing.publicKey));
+    // 24 random bits name this sender in every frame's KID.
+    this.senderId = (crypto.getRandomValues(new Uint32Array(1))[0] >>> 8) || 1;
+    this._pairwise.clear();
+  }
+
+  get identity() { return concat(this.xPublic, this.sPublic); }
+
+  /** @param {number} senderId @param {string} x @param {string} s @param {string} n */
+  _transcript(senderId, x, s, n) {
+    return encoder.encode(`${LABEL}announce|${this.meetingId}|${senderId}|${x}|${s}|${n}`);
+  }
+
+  /** The opaque `profile` sent in hello: keys, encrypted name, MAC, signature. @param {string} name */
+  async announce(name) {
+    if (!this._signing) throw new Error('no identity yet');
+    const x = toBase64(this.xPublic);
+    const s = toBase64(this.sPublic);
+    const n = toBase64(await seal(this._nameKey, encoder.encode(name),
+      concat(encoder.encode(`${LABEL}name`), this.xPublic, this.sPublic)));
+    const transcript = this._transcript(this.senderId, x, s, n);
+    const mac = new Uint8Array(await crypto.subtle.sign('HMAC', await this._macKey, transcript));
+    const sig = new Uint8Array(await crypto.subtle.sign('Ed25519', this._signing.privateKey, transcript));
+    return JSON.stringify({ v: 1, id: this.senderId, x, s, n, mac: toBase64(mac), sig: toBase64(sig) });
+  }
+
+  /**
+   * Check someone's announcement and read their name. Throws E2eeError if the MAC
+   * (made with the link secret, which the server lacks) or the signature fails.
+   * @param {string} profile @returns {Promise<Announcement>}
+   */
+  async openAnnouncement(profile) {
+    let parsed;
+    try { parsed = JSON.parse(profile); } catch { throw new E2eeError('announcement is not JSON'); }
+    const { v, id, x, s, n, mac, sig } = parsed ?? {};
+    if (v !== 1 || !Number.isInteger(id) || id < 1 || id >= 2 ** 24
+        || ![x, s, n, mac, sig].every((f) => typeof f === 'string')) {
+      throw new E2eeError('announcement is malformed');
+    }
+    const transcript = this._transcript(id, x, s, n);
+    let xPublic; let sPublic; let macBytes; let sigBytes; let sealedName;
+    try {
+      [xPublic, sPublic, macBytes, sigBytes, sealedName] = [x, s, mac, sig, n].map(fromBase64);
+    } catch { throw new E2eeError('announcement is not base64'); }
+    if (xPublic.length !== 32 || sPublic.length !== 32) throw new E2eeError('announcement keys are malformed');
+    if (!await crypto.subtle.verify('HMAC', await this._macKey, macBytes, transcript)) {
+      throw new E2eeError('announcement MAC does not match the meeting link');
+    }
+    const verifyKey = await crypto.subtle.importKey('raw', sPublic, { name: 'Ed25519' }, false, ['verify']);
+    if (!await crypto.subtle.verify('Ed25519', verifyKey, sigBytes, transcript)) {
+      throw new E2eeError('announcement signature does not match its key');
+    }
+    const name = decoder.decode(await open(this._nameKey, sealedName,
+      concat(encoder.encode(`${LABEL}name`), xPublic, sPublic)));
+    return { name, senderId: id, xPublic, sPublic, identity: concat(xPublic, sPublic) };
+  }
+
+  /** @param {Uint8Array} peerX */
+  _pairwiseKey(peerX) {
+    const tag = toBase64(peerX);
+    let key = this._pairwise.get(tag);
+    if (!key) {
+      key = (async () => {
+        if (!this._agreement) throw new Error('no identity yet');
+        const peer = await crypto.subtle.importKey('raw', peerX, { name: 'X25519' }, false, []);
+        const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: peer }, this._agreement.privateKey, 256));
+        const [first, second] = [this.xPublic, peerX].sort(compareBytes);
+        const info = concat(encoder.encode(`${LABEL}pairwise`), first, second);
+        return aesKey(await hkdf(shared, encoder.encode(this.meetingId), info));
+      })();
+      this._pairwise.set(tag, key);
+    }
+    return key;
+  }
+
+  /** @param {Uint8Array} fromX @param {Uint8Array} toX @param {number} kid */
+  _senderKeyAad(fromX, toX, kid) {
+    return concat(encoder.encode(`${LABEL}sender-key|${kid}|`), fromX, toX);
+  }
+
+  /** Wrap my sender key for one peer: the opaque relay body. @param {Announcement} peer @param {number} kid @param {Uint8Array} senderKey */
+  async wrapSenderKey(peer, kid, senderKey) {
+    const sealed = await seal(await this._pairwiseKey(peer.xPublic), senderKey,
+      this._senderKeyAad(this.xPublic, peer.xPublic, kid));
+    return JSON.stringify({ t: 'sender-key', kid, key: toBase64(sealed) });
+  }
+
+  /** Unwrap a peer's sender key; throws E2eeError if it fails. @param {Announcement} peer @param {string} body */
+  async unwrapSenderKey(peer, body) {
+    let parsed;
+    try { parsed = JSON.parse(body); } catch { throw new E2eeError('key message is not JSON'); }
+    const { t, kid, key } = parsed ?? {};
+    if (t !== 'sender-key' || !Number.isInteger(kid) || typeof key !== 'string') throw new E2eeError('key message is malformed');
+    if (Math.floor(kid / 256) !== peer.senderId) throw new E2eeError('key message names another sender');
+    let sealed;
+    try { sealed = fromBase64(key); } catch { throw new E2eeError('key message is not base64'); }
+    const senderKey = await open(await this._pairwiseKey(peer.xPublic), sealed,
+      this._senderKeyAad(peer.xPublic, this.xPublic, kid));
+    if (senderKey.length !== 32) throw new E2eeError('sender key has the wrong length');
+    return { kid, senderKey };
+  }
+}
+
+/** @param {Uint8Array} senderKey */
+async function chatKey(senderKey) {
+  return aesKey(await hkdf(senderKey, new Uint8Array(0), `${LABEL}chat`, 16));
+}
+
+/** Encrypt a chat message under my current sender key. @param {number} kid @param {Uint8Array} senderKey @param {string} text */
+export async function sealChat(kid, senderKey, text) {
+  const sealed = await seal(await chatKey(senderKey), encoder.encode(text), encoder.encode(`${LABEL}chat|${kid}`));
+  return JSON.stringify({ kid, c: toBase64(sealed) });
+}
+
+/** @param {string} body @returns {{kid: number, sealed: Uint8Array}} */
+export function parseChat(body) {
+  let parsed;
+  try { parsed = JSON.parse(body); } catch { throw new E2eeError('chat message is not JSON'); }
+  if (!Number.isInteger(parsed?.kid) || typeof parsed?.c !== 'string') throw new E2eeError('chat message is malformed');
+  try { return { kid: parsed.kid, sealed: fromBase64(parsed.c) }; } catch { throw new E2eeError('chat message is not base64'); }
+}
+
+/** @param {number} kid @param {Uint8Array} senderKey @param {Uint8Array} sealed */
+export async function openChat(kid, senderKey, sealed) {
+  return decoder.decode(await open(await chatKey(senderKey), sealed, encoder.encode(`${LABEL}chat|${kid}`)));
+}
