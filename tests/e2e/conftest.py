@@ -18,8 +18,6 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from .participant import CHROMIUM_ARGS, Server
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
 
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
@@ -27,17 +25,28 @@ def free_port(kind: int) -> int:
         return int(probe.getsockname()[1])
 
 
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
 def start_server(
-    log_name: str, *extra: str, ports: tuple[int, int] | None = None
+    log_name: str,
+    *extra: str,
+    ports: tuple[int, int] | None = None,
+    launcher: tuple[str, ...] = ("confide.cli",),
 ) -> tuple[subprocess.Popen[bytes], Server]:
-    """Runs `confide serve` on free ports (or the given TCP and UDP ports)."""
+    """Runs `confide serve` on free ports (or the given TCP and UDP ports).
+
+    `launcher` is the module to run and its leading arguments, e.g. the capturing
+    server of tests/e2e/capturing_server.py.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     port, media_port = ports or (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
     log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "confide.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", *launcher, "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     base_url = f"http://localhost:{port}"
     deadline = time.monotonic() + 20

@@ -574,20 +574,24 @@ function wireClient(client) {
 /**
  * The chip says "End-to-end encrypted" only while every received stream decrypts
  * and every sent frame is encrypted; the worker drops a frame rather than send it clear.
- * @param {{endToEnd: boolean, failing: string[], sent: number, dropped: number}} status
+ * @param {{endToEnd: boolean, failing: string[], unverified: string[], sent: number, dropped: number}} status
  */
-function renderEncryption({ endToEnd, failing }) {
+function renderEncryption({ endToEnd, failing, unverified }) {
   const chip = byId('encryption');
   const text = byId('encryption-text');
   const code = state.client?.securityCode ?? '';
-  const names = failing.map((id) => state.participants.get(id)?.name ?? 'someone');
-  const stateName = failing.length ? 'failing' : endToEnd ? 'e2ee' : 'pending';
+  const nameOf = (/** @type {string} */ id) => state.participants.get(id)?.name ?? 'someone';
+  const names = failing.map(nameOf);
+  const stateName = failing.length || unverified.length ? 'failing' : endToEnd ? 'e2ee' : 'pending';
   chip.dataset.state = stateName;
   chip.classList.toggle('pending', stateName === 'pending');
   chip.classList.toggle('failing', stateName === 'failing');
   if (stateName === 'e2ee') {
     text.textContent = `End-to-end encrypted · security code ${code}`;
     chip.title = 'Every sent and received track is encrypted with keys the server never has';
+  } else if (unverified.length) {
+    text.textContent = `Keys not verified for ${unverified.length} ${unverified.length === 1 ? 'person' : 'people'}: possible attack`;
+    chip.title = 'Someone’s keys failed verification; nothing is shared with them';
   } else if (stateName === 'failing') {
     text.textContent = `Cannot decrypt ${names.join(', ')}`;
     chip.title = 'Frames from these people fail to decrypt and are not shown';
@@ -608,11 +612,10 @@ function renderSecurityCode(client, code) {
 }
 
 /** @param {{participantId: string | null, message: string}} alert */
-function showSecurityAlert({ participantId, message }) {
+function showSecurityAlert({ message }) {
   const box = byId('security-alert');
   box.textContent = message;
   box.hidden = false;
-  if (participantId) state.participants.get(participantId)?.listItem.classList.add('unverified');
   window.setTimeout(() => { box.hidden = true; }, 15000);
 }
 
@@ -1001,7 +1004,11 @@ function renderParticipant(participant) {
     ? state.ownFingerprint
     : state.client?.participants.get(participant.id)?.fingerprint ?? '';
   const fingerprintLine = /** @type {HTMLElement} */ (listItem.querySelector('.participant-fingerprint'));
-  fingerprintLine.textContent = fingerprint ? `Fingerprint ${fingerprint}` : 'Not verified';
+  fingerprintLine.textContent = fingerprint || 'Not verified';
+  fingerprintLine.title = fingerprint ? 'Fingerprint: compare it with what this person sees for themselves' : '';
+  // Someone whose keys failed verification is marked; nothing is shared with them.
+  const verified = participant.self || Boolean(state.client?.participants.get(participant.id)?.peer);
+  listItem.classList.toggle('unverified', !verified);
   listItem.dataset.audio = media.audio ? 'on' : 'off';
   listItem.dataset.camera = media.camera ? 'on' : 'off';
   const mic = /** @type {HTMLElement} */ (listItem.querySelector('.participant-mic'));

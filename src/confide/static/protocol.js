@@ -112,8 +112,9 @@ export class MeetingClient {
     this.onsecurityalert = () => {};
     /**
      * Every second: whether everything sent and received is under SFrame.
-     * `failing` lists participants whose frames do not decrypt.
-     * @type {(s: {endToEnd: boolean, failing: string[], sent: number, dropped: number}) => void}
+     * `failing` lists participants whose frames do not decrypt; `unverified`
+     * those whose keys failed verification (nothing is shared with them).
+     * @type {(s: {endToEnd: boolean, failing: string[], unverified: string[], sent: number, dropped: number}) => void}
      */
     this.onencryption = () => {};
 
@@ -439,7 +440,10 @@ export class MeetingClient {
       }
     }
     this._lastStats = stats;
-    this.onencryption({ endToEnd: receivedOk && Boolean(this._sendKey.length), failing: [...new Set(failing)],
+    const unverified = [...this.participants.entries()].filter(([, p]) => !p.peer).map(([id]) => id);
+    this.onencryption({
+      endToEnd: receivedOk && unverified.length === 0 && Boolean(this._sendKey.length),
+      failing: [...new Set(failing)], unverified,
       sent: stats.sending.encrypted, dropped: stats.sending.dropped });
   }
   _createPeerConnection() {

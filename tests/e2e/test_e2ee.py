@@ -1,0 +1,196 @@
+"""End-to-end encryption, proven from the server's side.
+
+A capturing server records everything it can read: RTP and RTCP after SRTP
+decryption, and every signalling message. Three people meet and chat, one
+leaves, one arrives. Then, from the capture alone:
+- every audio and video frame is an SFrame frame that opens with its sender's
+  key and with no one else's;
+- no display name or chat text appears in anything the server received or logged;
+- the leaver's last keys do not open what was sent after the rekey;
+- the newcomer's keys do not open what was sent before they joined.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser
+
+from confide.e2ee.link import hkdf_ratchet as ratchet
+from confide.e2ee.sframe import SFrameReceiver, decode_header
+
+from .capture import Frame, read_all_bytes, read_frames, read_signalling
+from .conftest import start_server
+from .participant import Participant
+
+# Copies every key the page hands its frame worker, so the test can check frames.
+RECORD_KEYS = """(() => {
+  window.__sendKeys = []; window.__receiveKeys = [];
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (message, ...rest) {
+    const record = message && message.key
+      && {kid: message.kid, key: Array.from(message.key), t: Date.now() / 1000};
+    if (record && message.type === 'send-key') window.__sendKeys.push(record);
+    if (record && message.type === 'receive-key') window.__receiveKeys.push(record);
+    return post.call(this, message, ...rest);
+  };
+})();"""
+
+NAMES = ["Anneliese Vandersloot", "Bartholomew Quill", "Cordelia Oyelaran", "Desmond Achterberg"]
+CHAT = ["the merger closes on the fourteenth", "ask Priya about the Lagos office"]
+
+
+@dataclass
+class KeyRecord:
+    kid: int
+    key: bytes
+    time: float
+
+
+def keys_of(person: Participant, which: str) -> list[KeyRecord]:
+    raw = person.page.evaluate(f"() => window.__{which}")
+    return [KeyRecord(r["kid"], bytes(r["key"]), r["t"]) for r in raw]
+
+
+def opens(frame: Frame, kid: int, key: bytes) -> bool:
+    receiver = SFrameReceiver()
+    receiver.add_key(kid, key)
+    try:
+        receiver.decrypt(frame.sframe, frame.metadata)
+    except ValueError:
+        return False
+    return True
+
+
+def frame_kid(frame: Frame) -> int:
+    return decode_header(frame.sframe)[0]
+
+
+@dataclass
+class Recorded:
+    capture: Path
+    log: Path
+    people: dict[str, Participant]
+    ids: dict[str, str]
+    send_keys: dict[str, list[KeyRecord]]
+    receive_keys: dict[str, list[KeyRecord]]
+    left_at: float
+    joined_at: float
+    keys_read_at: float
+    """Frames after this (the server shutting down makes people rekey) are not checked."""
+
+    def frames(self) -> list[Frame]:
+        return [f for f in read_frames(self.capture) if f.time < self.keys_read_at]
+
+
+@pytest.fixture(scope="module")
+def recorded(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    capture = tmp_path_factory.mktemp("capture")
+    process, server = start_server(
+        "capturing-server.log", launcher=("tests.e2e.capturing_server", str(capture))
+    )
+    people: dict[str, Participant] = {}
+    try:
+        def arrive(name: str, link: str | None) -> str:
+            person = Participant(browser, server, name)
+            person.context.add_init_script(RECORD_KEYS)
+            people[name] = person
+            if link is None:
+                link = person.create_meeting()
+                person.join()
+            else:
+                person.join(link)
+            return link
+
+        link = arrive(NAMES[0], None)
+        arrive(NAMES[1], link)
+        arrive(NAMES[2], link)
+        ids = {name: p.self_id for name, p in people.items()}
+        for name, person in people.items():
+            person.wait_for_playing({i for n, i in ids.items() if n != name})
+        people[NAMES[0]].send_chat(CHAT[0])
+        people[NAMES[1]].page.locator("#toggle-chat").click()
+        people[NAMES[1]].page.wait_for_selector(f".chat-message:has-text('{CHAT[0]}')")
+        people[NAMES[1]].send_chat(CHAT[1])
+        people[NAMES[0]].page.wait_for_selector(f".chat-message:has-text('{CHAT[1]}')")
+
+        leaver = people[NAMES[2]]
+        receive_keys = {NAMES[2]: keys_of(leaver, "receiveKeys")}
+        left_at = time.time()
+        leaver.page.locator("#leave").click()
+        time.sleep(4)  # the others rekey and send under the fresh keys
+
+        joined_at = time.time()
+        arrive(NAMES[3], link)
+        ids[NAMES[3]] = people[NAMES[3]].self_id
+        people[NAMES[3]].wait_for_playing({ids[NAMES[0]], ids[NAMES[1]]})
+        time.sleep(2)
+
+        keys_read_at = time.time()
+        send_keys = {name: keys_of(people[name], "sendKeys") for name in (NAMES[0], NAMES[1])}
+        receive_keys[NAMES[3]] = keys_of(people[NAMES[3]], "receiveKeys")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    yield Recorded(capture, server.log_path, people, ids, send_keys, receive_keys,
+                   left_at, joined_at, keys_read_at)
+    for person in people.values():
+        person.close()
+
+
+def test_every_frame_the_server_saw_opens_only_with_its_senders_key(recorded: Recorded) -> None:
+    frames = [f for f in recorded.frames()
+              if f.sender in (recorded.ids[NAMES[0]], recorded.ids[NAMES[1]])]
+    assert len([f for f in frames if f.kind == "video"]) > 100
+    assert len([f for f in frames if f.kind == "audio"]) > 300
+    by_sender = {recorded.ids[name]: recorded.send_keys[name] for name in recorded.send_keys}
+    for frame in frames:
+        kid = frame_kid(frame)
+        own = [k.key for k in by_sender[frame.sender] if k.kid == kid]
+        assert own, f"a frame from {frame.sender} with KID {kid} under no key its sender used"
+        assert opens(frame, kid, own[-1]), "a captured frame is not SFrame under its sender's key"
+        others = [k.key for s, keys in by_sender.items() if s != frame.sender for k in keys]
+        assert not any(opens(frame, kid, other) for other in others[:3])
+
+
+def test_no_name_or_chat_text_reaches_the_server(recorded: Recorded) -> None:
+    seen = read_all_bytes(recorded.capture) + recorded.log.read_bytes()
+    # Whole names and texts, and words distinctive enough not to turn up by chance.
+    needles = NAMES + CHAT + [name.split()[0] for name in NAMES] + ["merger", "Lagos"]
+    for needle in needles:
+        assert needle.encode() not in seen, f"{needle!r} reached the server"
+    # The search itself works: chat and profiles did pass through, as ciphertext.
+    texts = read_signalling(recorded.capture)
+    assert sum('"type": "chat"' in t or '"type":"chat"' in t for t in texts) == 2
+    assert any('"type":"relay"' in t for t in texts)
+
+
+def test_the_leavers_keys_do_not_open_what_follows_the_rekey(recorded: Recorded) -> None:
+    leaver_keys = recorded.receive_keys[NAMES[2]]
+    assert leaver_keys, "the leaver received keys while in the meeting"
+    after = [f for f in recorded.frames()
+             if recorded.left_at + 2 < f.time < recorded.joined_at]
+    assert len(after) > 50
+    for frame in after[::5]:
+        kid = frame_kid(frame)
+        for record in leaver_keys:
+            assert record.kid != kid, "a sender kept using a key the leaver had"
+            key = record.key
+            for _ in range(4):  # nor does any key the leaver could ratchet to
+                assert not opens(frame, kid, key)
+                key = ratchet(key)
+
+
+def test_the_newcomers_keys_do_not_open_what_came_before(recorded: Recorded) -> None:
+    newcomer_keys = recorded.receive_keys[NAMES[3]]
+    assert newcomer_keys, "the newcomer received keys"
+    before = [f for f in recorded.frames() if f.time < recorded.joined_at]
+    assert len(before) > 100
+    for frame in before[::10]:
+        kid = frame_kid(frame)
+        for record in newcomer_keys:
+            assert not opens(frame, kid, record.key)
