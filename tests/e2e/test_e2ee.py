@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from confide.e2ee.link import hkdf_ratchet as ratchet
+from confide.e2ee.keys import ratchet
 from confide.e2ee.sframe import SFrameReceiver, decode_header
 
 from .capture import Frame, read_all_bytes, read_frames, read_signalling

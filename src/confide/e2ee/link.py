@@ -29,9 +29,3 @@ def decode_link_secret(text: str) -> bytes:
 def encode_base64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
-
-def hkdf_ratchet(sender_key: bytes) -> bytes:
-    """Temporary: the join ratchet, until keys.py lands."""
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"", info=b"confide/1 ratchet"
-    ).derive(sender_key)

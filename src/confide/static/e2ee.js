@@ -196,6 +196,8 @@ export class MeetingKeys {
     }
     const name = decoder.decode(await open(this._nameKey, sealedName,
       concat(encoder.encode(`${LABEL}name`), xPublic, sPublic)));
+    // A low-order X25519 key gives no shared secret: refuse it here, not mid key delivery.
+    await this._pairwiseKey(xPublic);
     return { name, senderId: id, xPublic, sPublic, identity: concat(xPublic, sPublic) };
   }
 
@@ -206,8 +208,14 @@ export class MeetingKeys {
     if (!key) {
       key = (async () => {
         if (!this._agreement) throw new Error('no identity yet');
-        const peer = await crypto.subtle.importKey('raw', peerX, { name: 'X25519' }, false, []);
-        const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: peer }, this._agreement.privateKey, 256));
+        let shared;
+        try {
+          const peer = await crypto.subtle.importKey('raw', peerX, { name: 'X25519' }, false, []);
+          shared = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: peer }, this._agreement.privateKey, 256));
+        } catch {
+          this._pairwise.delete(tag);
+          throw new E2eeError('peer key gives no shared secret');
+        }
         const [first, second] = [this.xPublic, peerX].sort(compareBytes);
         const info = concat(encoder.encode(`${LABEL}pairwise`), first, second);
         return aesKey(await hkdf(shared, encoder.encode(this.meetingId), info));

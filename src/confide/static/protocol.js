@@ -13,6 +13,7 @@ import {
 const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
 const REKEY_SWITCH_DELAY_MS = 700;
+const LEAVER_KEY_GRACE_MS = 5000;
 const MAX_CHAT_RATCHET_STEPS = 16;
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const PING_INTERVAL_MS = 10000;
@@ -254,8 +255,12 @@ export class MeetingClient {
         if (!person) break;
         this.participants.delete(message.id);
         if (person.peer) {
-          this._receiveKeys.delete(person.peer.senderId);
-          this._worker.postMessage({ type: 'forget-sender', senderId: person.peer.senderId });
+          // Their last frames may still be on the way: forget their keys after the grace period.
+          const { senderId } = person.peer;
+          window.setTimeout(() => {
+            this._receiveKeys.delete(senderId);
+            this._worker.postMessage({ type: 'forget-sender', senderId });
+          }, LEAVER_KEY_GRACE_MS);
         }
         this.onparticipantleft({ id: message.id, reason: message.reason });
         await this._updateSecurityCode();
