@@ -656,7 +656,7 @@ class NodeParticipant:
 def js() -> Iterator[NodeParticipant]:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        pytest.fail("node is needed for the JavaScript tests: ./run test installs it")
     participant = NodeParticipant(node)
     yield participant
     participant.close()

@@ -348,7 +348,7 @@ def run_js(request: dict[str, Any]) -> bytes:
     """One encrypt or decrypt by static/sframe.js, through tests/js/sframe_cli.mjs."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        pytest.fail("node is needed for the JavaScript tests: ./run test installs it")
     result = subprocess.run(
         [node, str(TESTS / "js" / "sframe_cli.mjs")],
         input=json.dumps(request),

@@ -76,14 +76,44 @@ def test_chat_reaches_the_others(meeting: dict[str, Participant]) -> None:
         assert any("Alice" in text for text in reader.chat_texts())
 
 
+def security_code(person: Participant) -> str:
+    return person.page.locator("#security-code").inner_text()
+
+
+def test_everyone_sees_the_same_security_code_and_fingerprints(
+    meeting: dict[str, Participant]
+) -> None:
+    people = list(meeting.values())
+    for person in people:
+        person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+        assert "End-to-end encrypted" in person.page.locator("#encryption").inner_text()
+    codes = {security_code(person) for person in people}
+    assert len(codes) == 1 and len(codes.pop().split()) == 6
+    # The fingerprint each person sees for themselves is what the others list for them.
+    alice = meeting["alice"]
+    alice.page.locator("#toggle-participants").click()
+    for other in people[1:]:
+        other.page.locator("#toggle-participants").click()
+        own = other.page.locator("#participant-list li.self .participant-fingerprint").inner_text()
+        listed = alice.page.locator(
+            f"#participant-list li[data-participant-id='{other.self_id}'] .participant-fingerprint"
+        ).inner_text()
+        assert own == listed and len(own.split()) == 4
+        other.page.locator("#toggle-participants").click()
+    alice.page.locator("#toggle-participants").click()
+
+
 def test_leaving_removes_the_tile_within_five_seconds(meeting: dict[str, Participant]) -> None:
     carol = meeting["carol"]
     carol_id = carol.self_id
+    code_with_carol = security_code(meeting["alice"])
     carol.page.locator("#leave").click()
     for person in (meeting["alice"], meeting["bob"]):
         person.page.wait_for_selector(
             f".tile[data-participant-id='{carol_id}']", state="detached", timeout=5_000
         )
-    # The two who stay still see each other.
+    # The two who stay still see each other, under a new security code they share.
     alice, bob = meeting["alice"], meeting["bob"]
     assert bob.self_id in alice.wait_for_playing({bob.self_id})
+    assert security_code(alice) == security_code(bob) != code_with_carol
+

@@ -115,3 +115,36 @@ def test_withheld_keys_show_on_the_tile_not_a_frozen_picture(
         alice.close()
         bob.close()
         proxy.stop()
+
+
+def garble_sender_keys(message: dict[str, Any]) -> dict[str, Any]:
+    """The server flips a byte in every wrapped sender key it relays."""
+    if message["type"] == "relay":
+        body = json.loads(message["body"])
+        sealed = bytearray(base64.b64decode(body["key"]))
+        sealed[-1] ^= 1
+        body["key"] = base64.b64encode(bytes(sealed)).decode()
+        message["body"] = json.dumps(body)
+    return message
+
+
+def test_a_garbled_key_is_reported_as_a_possible_attack(browser: Browser, server: Server) -> None:
+    proxy = TamperingProxy(server.base_url, garble_sender_keys)
+    proxy.start()
+    tampered = Server(base_url=proxy.base_url, media_port=server.media_port,
+                      log_path=server.log_path)
+    alice = Participant(browser, tampered, "Alice")
+    bob = Participant(browser, server, "Bob")
+    try:
+        link = alice.create_meeting()
+        alice.join()
+        bob.join(link.replace(proxy.base_url, server.base_url))
+        alert = alice.page.locator("#security-alert")
+        alert.wait_for(state="visible", timeout=10_000)
+        assert "key from a participant failed to decrypt" in alert.inner_text()
+        assert "possible attack" in alert.inner_text()
+        alice.page.locator("#encryption[data-state='failing']").wait_for(timeout=10_000)
+    finally:
+        alice.close()
+        bob.close()
+        proxy.stop()

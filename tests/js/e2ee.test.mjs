@@ -21,6 +21,10 @@ import {
   securityCode,
   toBase64,
 } from '../../src/confide/static/e2ee.js';
+import { webcrypto } from 'node:crypto';
+
+// Debian's Node 18 has no global WebCrypto by default; Node 20 does.
+globalThis.crypto ??= /** @type {any} */ (webcrypto);
 
 const encoder = new TextEncoder();
 const LINK_SECRET = Uint8Array.from({ length: 32 }, (_, i) => i);

@@ -33,6 +33,10 @@ import {
   sealChat,
   securityCode,
 } from '../../src/confide/static/e2ee.js';
+import { webcrypto } from 'node:crypto';
+
+// Debian's Node 18 has no global WebCrypto by default; Node 20 does.
+globalThis.crypto ??= /** @type {any} */ (webcrypto);
 
 /** @param {string} text */
 const fromHex = (text) => Uint8Array.from(text.match(/../g) ?? [], (byte) => parseInt(byte, 16));

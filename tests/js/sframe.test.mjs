@@ -18,6 +18,10 @@ import {
   encodeHeader,
   importAead,
 } from '../../src/confide/static/sframe.js';
+import { webcrypto } from 'node:crypto';
+
+// Debian's Node 18 has no global WebCrypto by default; Node 20 does.
+globalThis.crypto ??= /** @type {any} */ (webcrypto);
 
 const vectors = JSON.parse(
   await readFile(new URL('../vectors/sframe_rfc9605.json', import.meta.url), 'utf8'),

@@ -12,6 +12,10 @@ import {
   SFrameSender,
   AES_128_GCM_SHA256_128,
 } from '../../src/confide/static/sframe.js';
+import { webcrypto } from 'node:crypto';
+
+// Debian's Node 18 has no global WebCrypto by default; Node 20 does.
+globalThis.crypto ??= /** @type {any} */ (webcrypto);
 
 /** @param {string} text */
 const fromHex = (text) => Uint8Array.from(text.match(/../g) ?? [], (byte) => parseInt(byte, 16));
