@@ -1,28 +1,37 @@
-"""Meetings and the directory of meetings: ids, join tokens, capacity, expiry."""
+"""Meetings and the directory of meetings: ids, join proofs, capacity, expiry."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from confide.rooms.meeting import (
     UNCLAIMED_MEETING_LIFETIME,
     Directory,
     MeetingError,
     is_meeting_id,
-    join_token_verifier,
+    join_challenge,
     new_meeting_id,
 )
 
-JOIN_TOKEN = bytes(range(32))
+JOIN_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+NONCE = bytes(16)
 LIFETIME = 3600.0
+
+
+def public(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def claimed_meeting(directory: Directory, now: float = 0.0) -> str:
     meeting = directory.create(now)
-    directory.register_verifier(meeting.id, join_token_verifier(JOIN_TOKEN), now)
+    directory.register_join_key(meeting.id, public(JOIN_KEY), now)
     return meeting.id
+
+
+def proof(meeting_id: str, key: Ed25519PrivateKey = JOIN_KEY, nonce: bytes = NONCE) -> bytes:
+    return key.sign(join_challenge(meeting_id, nonce))
 
 
 # --- Ids -------------------------------------------------------------------------------------
@@ -60,46 +69,70 @@ def test_get_of_an_unknown_meeting_is_meeting_not_found() -> None:
     assert caught.value.code == "meeting-not-found"
 
 
-# --- Join token ------------------------------------------------------------------------------
+# --- Join proof ------------------------------------------------------------------------------
 
 
-def test_verifier_is_sha256_of_the_join_token_in_hex() -> None:
-    assert join_token_verifier(JOIN_TOKEN) == hashlib.sha256(JOIN_TOKEN).hexdigest()
+def test_the_challenge_binds_the_meeting_and_the_nonce() -> None:
+    assert join_challenge("abc", b"\x01\x02") == b"confide/1 join|abc|\x01\x02"
 
 
-def test_check_token_accepts_the_registered_token() -> None:
+def test_check_proof_accepts_a_signature_by_the_registered_key() -> None:
     directory = Directory(LIFETIME)
     meeting = directory.get(claimed_meeting(directory))
-    meeting.check_token(JOIN_TOKEN)  # does not raise
+    meeting.check_proof(NONCE, proof(meeting.id))  # does not raise
 
 
-def test_check_token_refuses_another_token() -> None:
+def test_check_proof_refuses_another_key() -> None:
     directory = Directory(LIFETIME)
     meeting = directory.get(claimed_meeting(directory))
     with pytest.raises(MeetingError) as caught:
-        meeting.check_token(bytes(32))
+        meeting.check_proof(NONCE, proof(meeting.id, key=Ed25519PrivateKey.generate()))
     assert caught.value.code == "bad-token"
 
 
-def test_check_token_refuses_every_token_while_no_verifier_is_registered() -> None:
+def test_check_proof_refuses_a_proof_for_another_nonce() -> None:
+    """A proof seen once (a replay) does not answer another connection's challenge."""
+    directory = Directory(LIFETIME)
+    meeting = directory.get(claimed_meeting(directory))
+    with pytest.raises(MeetingError) as caught:
+        meeting.check_proof(b"\x01" * 16, proof(meeting.id))
+    assert caught.value.code == "bad-token"
+
+
+def test_check_proof_refuses_a_proof_for_another_meeting() -> None:
+    directory = Directory(LIFETIME)
+    meeting = directory.get(claimed_meeting(directory))
+    with pytest.raises(MeetingError):
+        meeting.check_proof(NONCE, proof(new_meeting_id()))
+
+
+def test_check_proof_refuses_garbage() -> None:
+    directory = Directory(LIFETIME)
+    meeting = directory.get(claimed_meeting(directory))
+    for bad in (b"", bytes(64), b"x" * 63):
+        with pytest.raises(MeetingError):
+            meeting.check_proof(NONCE, bad)
+
+
+def test_check_proof_refuses_everything_while_no_join_key_is_registered() -> None:
     meeting = Directory(LIFETIME).create(0.0)
     with pytest.raises(MeetingError) as caught:
-        meeting.check_token(JOIN_TOKEN)
+        meeting.check_proof(NONCE, proof(meeting.id))
     assert caught.value.code == "bad-token"
 
 
-def test_verifier_can_be_registered_once_only() -> None:
+def test_join_key_can_be_registered_once_only() -> None:
     directory = Directory(LIFETIME)
     meeting_id = claimed_meeting(directory)
     with pytest.raises(MeetingError) as caught:
-        directory.register_verifier(meeting_id, join_token_verifier(bytes(32)), 1.0)
+        directory.register_join_key(meeting_id, public(Ed25519PrivateKey.generate()), 1.0)
     assert caught.value.code == "already-registered"
-    directory.get(meeting_id).check_token(JOIN_TOKEN)  # the first one still holds
+    directory.get(meeting_id).check_proof(NONCE, proof(meeting_id))  # the first one still holds
 
 
-def test_registering_a_verifier_for_an_unknown_meeting_is_meeting_not_found() -> None:
+def test_registering_a_join_key_for_an_unknown_meeting_is_meeting_not_found() -> None:
     with pytest.raises(MeetingError) as caught:
-        Directory(LIFETIME).register_verifier(new_meeting_id(), "00" * 32, 0.0)
+        Directory(LIFETIME).register_join_key(new_meeting_id(), bytes(32), 0.0)
     assert caught.value.code == "meeting-not-found"
 
 

@@ -28,8 +28,8 @@ from confide.signalling.messages import (
 )
 
 MEETING_ID = "abcdefghijklmnopqrstuvwxyz"
-TOKEN = bytes(range(32))
-TOKEN_TEXT = base64.urlsafe_b64encode(TOKEN).decode("ascii").rstrip("=")
+PROOF = bytes(range(64))
+PROOF_TEXT = base64.urlsafe_b64encode(PROOF).decode("ascii").rstrip("=")
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
@@ -38,7 +38,7 @@ def hello(**changes: Any) -> dict[str, Any]:
         "type": "hello",
         "version": 1,
         "meeting": MEETING_ID,
-        "token": TOKEN_TEXT,
+        "proof": PROOF_TEXT,
         "profile": "opaque",
     }
     message.update(changes)
@@ -94,12 +94,12 @@ def refused_message(message: Any) -> RemoteProtocolError:
 # --- Valid messages --------------------------------------------------------------------------
 
 
-def test_hello_parses_with_the_token_decoded() -> None:
-    assert parse(hello()) == Hello(version=1, meeting=MEETING_ID, token=TOKEN, profile="opaque")
+def test_hello_parses_with_the_proof_decoded() -> None:
+    assert parse(hello()) == Hello(version=1, meeting=MEETING_ID, proof=PROOF, profile="opaque")
 
 
-def test_hello_token_may_carry_base64_padding() -> None:
-    assert parse(hello(token=TOKEN_TEXT + "=")).token == TOKEN
+def test_hello_proof_may_carry_base64_padding() -> None:
+    assert parse(hello(proof=PROOF_TEXT + "==")).proof == PROOF
 
 
 def test_offer_parses_each_mid_role() -> None:
@@ -189,7 +189,7 @@ def test_missing_type_is_bad_message() -> None:
 # --- hello -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["version", "meeting", "token", "profile"])
+@pytest.mark.parametrize("name", ["version", "meeting", "proof", "profile"])
 def test_hello_without_a_field_is_bad_message(name: str) -> None:
     message = hello()
     del message[name]
@@ -204,7 +204,7 @@ def test_hello_without_a_field_is_bad_message(name: str) -> None:
         ("version", None),
         ("meeting", 5),
         ("meeting", None),
-        ("token", list(TOKEN)),
+        ("proof", list(PROOF)),
         ("profile", None),
         ("profile", {"name": "x"}),
     ],
@@ -236,23 +236,23 @@ def test_hello_meeting_over_64_characters_is_bad_message() -> None:
     assert refused_message(hello(meeting="a" * 65)).code == "bad-message"
 
 
-@pytest.mark.parametrize("token", ["AAAAA", "\u00e9" * 43, "A" * 42 + "!"])
-def test_hello_token_that_is_not_base64url_is_bad_message(token: str) -> None:
-    error = refused_message(hello(token=token))
+@pytest.mark.parametrize("proof", ["AAAAA", "\u00e9" * 86, "A" * 85 + "!"])
+def test_hello_proof_that_is_not_base64url_is_bad_message(proof: str) -> None:
+    error = refused_message(hello(proof=proof))
     assert error.code == "bad-message"
-    assert "token" in error.message
+    assert "proof" in error.message
 
 
-@pytest.mark.parametrize("length", [0, 16, 31, 33, 48])
-def test_hello_token_of_other_than_32_bytes_is_bad_message(length: int) -> None:
-    token = base64.urlsafe_b64encode(bytes(length)).decode("ascii").rstrip("=")
-    error = refused_message(hello(token=token))
+@pytest.mark.parametrize("length", [0, 16, 32, 63, 65])
+def test_hello_proof_of_other_than_64_bytes_is_bad_message(length: int) -> None:
+    proof = base64.urlsafe_b64encode(bytes(length)).decode("ascii").rstrip("=")
+    error = refused_message(hello(proof=proof))
     assert error.code == "bad-message"
-    assert "32 bytes" in error.message
+    assert "64 bytes" in error.message
 
 
-def test_hello_token_over_64_characters_is_bad_message() -> None:
-    assert refused_message(hello(token="A" * 68)).code == "bad-message"
+def test_hello_proof_over_128_characters_is_bad_message() -> None:
+    assert refused_message(hello(proof="A" * 132)).code == "bad-message"
 
 
 # --- offer -----------------------------------------------------------------------------------
@@ -376,7 +376,7 @@ def mutate_structure(rng: random.Random, message: dict[str, Any]) -> dict[str, A
     elif choice == 1:
         del message[rng.choice(names)]
     elif choice == 2:
-        message[rng.choice(["type", "mids", "token", "version", "zzz"])] = rng.choice(ODD_VALUES)
+        message[rng.choice(["type", "mids", "proof", "version", "zzz"])] = rng.choice(ODD_VALUES)
     elif isinstance(message.get("mids"), dict) and message["mids"]:
         mid = rng.choice(list(message["mids"]))
         message["mids"][mid] = {rng.choice(["send", "recv", "x"]): rng.choice(ODD_VALUES)}

@@ -24,16 +24,19 @@ async def send_websocket_garbage(base_url: str) -> list[object]:
     url = base_url.replace("http", "ws", 1) + "/ws"
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url) as ws:
+            challenge = json.loads((await ws.receive(timeout=5)).data)
+            assert challenge["type"] == "challenge"
             for frame in [
                 "not json", "[1, 2, 3]", '{"type": "teleport"}',
                 '{"type": "offer", "sdp": "v=0", "mids": {}}',
-                '{"type": "hello", "version": 1, "meeting": "nope", "token": "x", "profile": ""}',
+                '{"type": "hello", "version": 1, "meeting": "nope", "proof": "x", "profile": ""}',
             ]:
                 await ws.send_str(frame)
                 replies.append(json.loads((await ws.receive(timeout=5)).data))
             await ws.send_str('{"type": "chat", "body": "' + "x" * 300_000 + '"}')
             replies.append((await ws.receive(timeout=5)).type)
         async with session.ws_connect(url) as ws:
+            await ws.receive(timeout=5)  # the challenge
             await ws.send_bytes(os.urandom(64))
             replies.append(json.loads((await ws.receive(timeout=5)).data))
     return replies

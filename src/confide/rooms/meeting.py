@@ -1,21 +1,23 @@
 """Meetings and who is in them: pure state, no I/O, time passed in as `now`.
 
-The server keeps only what DESIGN.md section 4 allows: the meeting id, the hash of
-the join token, and timestamps. A participant's profile (the display name) is
-opaque to the server and lives only while that participant is connected.
+The server keeps only what DESIGN.md section 4 allows: the meeting id, the public
+join key (whose private half only holders of the link can derive), and timestamps.
+A participant's profile (keys and encrypted name) is opaque to the server and
+lives only while that participant is connected.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass, field
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 MEETING_ID_BYTES = 16
 UNCLAIMED_MEETING_LIFETIME = 600.0
-"""Seconds a meeting without a registered verifier is kept."""
+"""Seconds a meeting without a registered join key is kept."""
 
 
 def new_meeting_id() -> str:
@@ -28,9 +30,10 @@ def is_meeting_id(value: str) -> bool:
     return len(value) == 26 and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in value)
 
 
-def join_token_verifier(join_token: bytes) -> str:
-    """What the server stores in place of the join token: SHA-256, hex."""
-    return hashlib.sha256(join_token).hexdigest()
+def join_challenge(meeting_id: str, nonce: bytes) -> bytes:
+    """What a joining browser signs with the join key: bound to this meeting and to
+    a nonce the server chose for this connection, so a proof cannot be replayed."""
+    return b"confide/1 join|" + meeting_id.encode("ascii") + b"|" + nonce
 
 
 class MeetingError(Exception):
@@ -62,15 +65,19 @@ class Meeting:
     id: str
     created_at: float
     last_used_at: float
-    verifier: str | None = None
-    """SHA-256 of the join token, hex; None until the creator registers it."""
+    join_key: bytes | None = None
+    """Ed25519 public join key; None until the creator registers it."""
     participants: dict[str, Participant] = field(default_factory=dict)
 
-    def check_token(self, join_token: bytes) -> None:
-        if self.verifier is None or not hmac.compare_digest(
-            self.verifier, join_token_verifier(join_token)
-        ):
-            raise MeetingError("bad-token", "the link is not valid for this meeting")
+    def check_proof(self, nonce: bytes, proof: bytes) -> None:
+        """Accept a signature over the join challenge by the meeting's join key."""
+        try:
+            if self.join_key is None:
+                raise InvalidSignature
+            key = Ed25519PublicKey.from_public_bytes(self.join_key)
+            key.verify(proof, join_challenge(self.id, nonce))
+        except (InvalidSignature, ValueError):
+            raise MeetingError("bad-token", "the link is not valid for this meeting") from None
 
     def join(self, profile: str, now: float, max_participants: int) -> Participant:
         if len(self.participants) >= max_participants:
@@ -104,11 +111,11 @@ class Directory:
             raise MeetingError("meeting-not-found", "this meeting does not exist or has expired")
         return meeting
 
-    def register_verifier(self, meeting_id: str, verifier: str, now: float) -> None:
+    def register_join_key(self, meeting_id: str, join_key: bytes, now: float) -> None:
         meeting = self.get(meeting_id)
-        if meeting.verifier is not None:
-            raise MeetingError("already-registered", "this meeting already has a verifier")
-        meeting.verifier = verifier
+        if meeting.join_key is not None:
+            raise MeetingError("already-registered", "this meeting already has a join key")
+        meeting.join_key = join_key
         meeting.last_used_at = now
 
     def expire(self, now: float) -> list[str]:
@@ -118,7 +125,7 @@ class Directory:
             for meeting in self.meetings.values()
             if not meeting.participants
             and now - meeting.last_used_at
-            > (self.meeting_lifetime if meeting.verifier else UNCLAIMED_MEETING_LIFETIME)
+            > (self.meeting_lifetime if meeting.join_key else UNCLAIMED_MEETING_LIFETIME)
         ]
         for meeting_id in expired:
             del self.meetings[meeting_id]

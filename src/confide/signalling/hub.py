@@ -9,7 +9,9 @@ never profiles or chat.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,6 +53,8 @@ class Session:
     endpoint: Endpoint | None = None
     invalid_in_a_row: int = 0
     closed: bool = False
+    nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
+    """The join challenge's nonce for this connection."""
 
 
 def participant_json(participant: Participant) -> dict[str, Any]:
@@ -78,6 +82,10 @@ class Hub:
         socket = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE_BYTES)
         await socket.prepare(request)
         session = Session(socket=socket)
+        await self._send(session, {
+            "type": "challenge",
+            "nonce": base64.urlsafe_b64encode(session.nonce).decode("ascii").rstrip("="),
+        })
         try:
             async for frame in socket:
                 if frame.type != WSMsgType.TEXT:
@@ -156,7 +164,7 @@ class Hub:
         if session.participant is not None:
             raise RemoteProtocolError("bad-message", "already joined")
         meeting = self.directory.get(hello.meeting)
-        meeting.check_token(hello.token)
+        meeting.check_proof(session.nonce, hello.proof)
         participant = meeting.join(hello.profile, time.time(), self.settings.max_participants)
         session.meeting, session.participant = meeting, participant
         session.endpoint = self.sfu.add_endpoint(participant.id, meeting.id)

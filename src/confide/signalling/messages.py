@@ -37,7 +37,8 @@ class RemoteProtocolError(Exception):
 class Hello:
     version: int
     meeting: str
-    token: bytes
+    proof: bytes
+    """Ed25519 signature by the join key over the join challenge (rooms.meeting)."""
     profile: str
 
 
@@ -123,14 +124,14 @@ def _parse_mids(raw: Any) -> dict[str, MidRole]:
     return mids
 
 
-def _parse_token(value: str) -> bytes:
+def parse_base64url(name: str, value: str, length: int) -> bytes:
     try:
-        token = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise _bad("field 'token' must be base64url") from exc
-    if len(token) != 32:
-        raise _bad("field 'token' must encode 32 bytes")
-    return token
+        raise _bad(f"field '{name}' must be base64url") from exc
+    if len(decoded) != length:
+        raise _bad(f"field '{name}' must encode {length} bytes")
+    return decoded
 
 
 def parse_client_message(text: str) -> ClientMessage:
@@ -156,7 +157,7 @@ def parse_client_message(text: str) -> ClientMessage:
         return Hello(
             version=version,
             meeting=_field(obj, "meeting", str, 64),
-            token=_parse_token(_field(obj, "token", str, 64)),
+            proof=parse_base64url("proof", _field(obj, "proof", str, 128), 64),
             profile=_field(obj, "profile", str, MAX_PROFILE_CHARS),
         )
     if kind == "offer":

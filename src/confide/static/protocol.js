@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * Confide's client library: creating meetings, deriving the join token from the
+ * Confide's client library: creating meetings, deriving the join key from the
  * link secret, the signalling protocol of docs/protocol.md, and the one
  * RTCPeerConnection per participant. No DOM code: the UI (app.js) assigns the
  * on* callbacks and calls the methods.
@@ -44,9 +44,34 @@ async function deriveFromLink(linkSecret, meetingId, label) {
   return new Uint8Array(bits);
 }
 
-/** The token shown to the server to enter; the server stores only its SHA-256. */
-export function deriveJoinToken(/** @type {Uint8Array} */ linkSecret, /** @type {string} */ meetingId) {
-  return deriveFromLink(linkSecret, meetingId, 'join-token');
+// PKCS #8 wrapping of a raw Ed25519 seed (RFC 8410), the only way WebCrypto imports one.
+const ED25519_PKCS8_PREFIX = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+
+/**
+ * The join key: an Ed25519 key whose seed comes from the link secret. Its signature
+ * over the server's challenge admits a browser; the server holds only the public key,
+ * so nothing it sees or stores lets anyone in.
+ * @param {Uint8Array} linkSecret @param {string} meetingId
+ * @returns {Promise<{privateKey: CryptoKey, publicKey: Uint8Array}>}
+ */
+export async function deriveJoinKey(linkSecret, meetingId) {
+  const seed = await deriveFromLink(linkSecret, meetingId, 'join-key');
+  const pkcs8 = new Uint8Array(ED25519_PKCS8_PREFIX.length + seed.length);
+  pkcs8.set(ED25519_PKCS8_PREFIX);
+  pkcs8.set(seed, ED25519_PKCS8_PREFIX.length);
+  const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']);
+  const jwk = await crypto.subtle.exportKey('jwk', privateKey);
+  return { privateKey, publicKey: fromBase64url(/** @type {string} */ (jwk.x)) };
+}
+
+/** What the join key signs: this meeting and the server's nonce for this connection. @param {string} meetingId @param {Uint8Array} nonce */
+function joinChallenge(meetingId, nonce) {
+  const prefix = encoder.encode(`confide/1 join|${meetingId}|`);
+  const challenge = new Uint8Array(prefix.length + nonce.length);
+  challenge.set(prefix);
+  challenge.set(nonce, prefix.length);
+  return challenge;
 }
 
 /** @returns {Promise<{meetingId: string, linkSecret: string}>} */
@@ -55,12 +80,10 @@ export async function createMeeting() {
   if (!created.ok) throw new Error(`the server refused to create a meeting (${created.status})`);
   const { meeting_id: meetingId } = await created.json();
   const secret = crypto.getRandomValues(new Uint8Array(32));
-  const token = await deriveJoinToken(secret, meetingId);
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', token));
-  const verifier = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-  const registered = await fetch(`/api/meetings/${meetingId}/verifier`, {
+  const { publicKey } = await deriveJoinKey(secret, meetingId);
+  const registered = await fetch(`/api/meetings/${meetingId}/join-key`, {
     method: 'PUT', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ join_token_verifier: verifier }),
+    body: JSON.stringify({ join_key: base64url(publicKey) }),
   });
   if (!registered.ok) throw new Error(`the server refused the meeting key (${registered.status})`);
   return { meetingId, linkSecret: base64url(secret) };
@@ -142,7 +165,7 @@ export class MeetingClient {
     this._slotCounter = 0;
     /** @type {{receiving: Record<string, {decrypted: number, failed: number}>} | null} */ this._lastStats = null;
     this._profile = '';
-    this._token = '';
+    /** @type {CryptoKey | null} */ this._joinKey = null;
     /** Messages are handled one at a time, in order. @type {Promise<void>} */
     this._inbox = Promise.resolve();
     this._negotiating = false;
@@ -162,7 +185,7 @@ export class MeetingClient {
     this._name = name;
     this._audioTrack = audioTrack;
     this._cameraTrack = videoTrack;
-    this._token = base64url(await deriveJoinToken(this.linkSecret, this.meetingId));
+    this._joinKey = (await deriveJoinKey(this.linkSecret, this.meetingId)).privateKey;
     this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
     await this._connect();
   }
@@ -179,8 +202,6 @@ export class MeetingClient {
     let opened = false;
     socket.onopen = () => {
       opened = true;
-      this._send({ type: 'hello', version: PROTOCOL_VERSION, meeting: this.meetingId,
-        token: this._token, profile: this._profile });
       this._pingTimer = window.setInterval(() => this._send({ type: 'ping' }), PING_INTERVAL_MS);
     };
     socket.onmessage = (event) => {
@@ -233,6 +254,14 @@ export class MeetingClient {
   /** @param {any} message */
   async _dispatch(message) {
     switch (message.type) {
+      case 'challenge': {
+        const challenge = joinChallenge(this.meetingId, fromBase64url(String(message.nonce)));
+        const proof = new Uint8Array(await crypto.subtle.sign('Ed25519',
+          /** @type {CryptoKey} */ (this._joinKey), challenge));
+        this._send({ type: 'hello', version: PROTOCOL_VERSION, meeting: this.meetingId,
+          proof: base64url(proof), profile: this._profile });
+        break;
+      }
       case 'welcome':
         this._selfId = message.you;
         this._wasWelcomed = true;

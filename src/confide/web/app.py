@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..rooms.meeting import Directory, MeetingError, is_meeting_id
 from ..sfu.sfu import Sfu
 from ..sfu.transport import open_media_socket, run_timer
 from ..signalling.hub import Hub
+from ..signalling.messages import RemoteProtocolError, parse_base64url
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ SECURITY_HEADERS = {
     "geolocation=(), payment=(), usb=()",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-_VERIFIER = re.compile(r"^[0-9a-f]{64}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,20 +87,21 @@ async def create_meeting(request: web.Request) -> web.Response:
     return web.json_response({"meeting_id": meeting.id}, status=201)
 
 
-async def register_verifier(request: web.Request) -> web.Response:
+async def register_join_key(request: web.Request) -> web.Response:
     if request.content_length is None or request.content_length > MAX_API_BODY_BYTES:
         raise web.HTTPRequestEntityTooLarge(MAX_API_BODY_BYTES, request.content_length or 0)
     try:
         body = await request.json()
     except ValueError as exc:
         raise web.HTTPBadRequest(text="body must be JSON") from exc
-    verifier = body.get("join_token_verifier") if isinstance(body, dict) else None
-    if not isinstance(verifier, str) or not _VERIFIER.match(verifier):
-        raise web.HTTPBadRequest(text="join_token_verifier must be 64 lower-case hex digits")
+    join_key = body.get("join_key") if isinstance(body, dict) else None
+    if not isinstance(join_key, str) or len(join_key) != 43:
+        raise web.HTTPBadRequest(text="join_key must be a 32-byte Ed25519 public key, base64url")
     try:
-        request.app[DIRECTORY].register_verifier(
-            request.match_info["meeting_id"], verifier, time.time()
-        )
+        key = parse_base64url("join_key", join_key, 32)
+        request.app[DIRECTORY].register_join_key(request.match_info["meeting_id"], key, time.time())
+    except RemoteProtocolError as error:
+        raise web.HTTPBadRequest(text=error.message) from error
     except MeetingError as error:
         raise _meeting_error(error) from error
     return web.Response(status=204)
@@ -112,7 +112,7 @@ async def meeting_info(request: web.Request) -> web.Response:
         meeting = request.app[DIRECTORY].get(request.match_info["meeting_id"])
     except MeetingError as error:
         raise _meeting_error(error) from error
-    return web.json_response({"meeting_id": meeting.id, "ready": meeting.verifier is not None})
+    return web.json_response({"meeting_id": meeting.id, "ready": meeting.join_key is not None})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -166,7 +166,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/m/{meeting_id}", meeting_page)
     app.router.add_post("/api/meetings", create_meeting)
-    app.router.add_put("/api/meetings/{meeting_id}/verifier", register_verifier)
+    app.router.add_put("/api/meetings/{meeting_id}/join-key", register_join_key)
     app.router.add_get("/api/meetings/{meeting_id}", meeting_info)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", websocket)
