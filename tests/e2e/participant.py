@@ -41,6 +41,19 @@ class Server:
         return values
 
 
+# Copies every key the page hands its frame worker, so the test can check frames.
+RECORD_KEYS = """(() => {
+  window.__sendKeys = []; window.__receiveKeys = [];
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (message, ...rest) {
+    const record = message && message.key
+      && {kid: message.kid, key: Array.from(message.key), t: Date.now() / 1000};
+    if (record && message.type === 'send-key') window.__sendKeys.push(record);
+    if (record && message.type === 'receive-key') window.__receiveKeys.push(record);
+    return post.call(this, message, ...rest);
+  };
+})();"""
+
 # Reads every remote video on the page: who it belongs to, its size, its clock.
 REMOTE_VIDEOS_JS = """() => [...document.querySelectorAll('.tile[data-participant-id] video')]
   .filter((v) => !v.closest('.tile').classList.contains('self'))

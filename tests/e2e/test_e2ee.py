@@ -25,20 +25,7 @@ from confide.e2ee.sframe import SFrameReceiver, decode_header
 
 from .capture import Frame, read_all_bytes, read_frames, read_signalling
 from .conftest import start_server
-from .participant import Participant
-
-# Copies every key the page hands its frame worker, so the test can check frames.
-RECORD_KEYS = """(() => {
-  window.__sendKeys = []; window.__receiveKeys = [];
-  const post = Worker.prototype.postMessage;
-  Worker.prototype.postMessage = function (message, ...rest) {
-    const record = message && message.key
-      && {kid: message.kid, key: Array.from(message.key), t: Date.now() / 1000};
-    if (record && message.type === 'send-key') window.__sendKeys.push(record);
-    if (record && message.type === 'receive-key') window.__receiveKeys.push(record);
-    return post.call(this, message, ...rest);
-  };
-})();"""
+from .participant import RECORD_KEYS, Participant
 
 NAMES = ["Anneliese Vandersloot", "Bartholomew Quill", "Cordelia Oyelaran", "Desmond Achterberg"]
 CHAT = ["the merger closes on the fourteenth", "ask Priya about the Lagos office"]
