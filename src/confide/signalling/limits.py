@@ -1,0 +1,61 @@
+"""Rate limits that protect a meeting from floods: token buckets, time passed in.
+
+A bucket holds up to `burst` tokens and refills at `rate` per second; each event
+takes one. `RateLimiter` keeps one bucket per key (an address, a meeting id) and
+forgets full buckets so that memory stays bounded under a flood of new keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_TRACKED_KEYS = 100_000
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    """Tokens added per second."""
+    burst: float
+    """Most tokens held at once."""
+    tokens: float = -1.0
+    updated_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one; False means the event is over the limit."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated_at) * self.rate)
+        self.updated_at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.updated_at) * self.rate >= self.burst
+
+
+@dataclass
+class RateLimiter:
+    rate: float
+    burst: float
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def allow(self, key: str, now: float) -> bool:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= MAX_TRACKED_KEYS:
+                self.forget_idle(now)
+            bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, updated_at=now)
+        return bucket.take(now)
+
+    def forget_idle(self, now: float) -> None:
+        """Drop buckets that have refilled: they hold nothing a new bucket would not."""
+        for key in [k for k, b in self.buckets.items() if b.full(now)]:
+            del self.buckets[key]
+        if len(self.buckets) >= MAX_TRACKED_KEYS:
+            # Still full of busy keys: a flood of distinct keys; start over rather than grow.
+            self.buckets.clear()
