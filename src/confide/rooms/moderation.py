@@ -1,0 +1,181 @@
+"""Host powers, as pure state: signed host actions and the meeting policy they set.
+
+A host action is a JSON text signed with Ed25519 by the host key (registered when
+the meeting was created) or by a co-host the host delegated. The server checks
+the signature before it acts and relays the signed text unchanged, so every
+client checks it again (DESIGN.md section 3, "Host"). The server cannot make one.
+
+    action text: {"v":1,"meeting":ID,"kind":K,"target":T|null,"params":{...},
+                  "time":MS,"nonce":N,"signer":B64URL(public key)}
+    signed bytes: "confide/1 host-action|" + action text
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+MAX_ACTION_CHARS = 2048
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+MAX_REMEMBERED_NONCES = 4096
+TARGETED = {"admit", "deny", "remove", "mute", "allow-unmute", "stop-camera", "stop-screen",
+            "cohost", "revoke-cohost"}
+UNTARGETED = {"lock", "unlock", "permissions", "end", "lobby"}
+KINDS = TARGETED | UNTARGETED
+
+
+class ModerationError(Exception):
+    """A host action the meeting refuses; `code` goes back to the sender."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def action_bytes(text: str) -> bytes:
+    return b"confide/1 host-action|" + text.encode("utf-8")
+
+
+def _decode_key(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) > 64:
+        raise ModerationError("bad-action", f"{what} must be a base64url Ed25519 key")
+    try:
+        key = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ModerationError("bad-action", f"{what} must be base64url") from None
+    if len(key) != 32:
+        raise ModerationError("bad-action", f"{what} must be 32 bytes")
+    return key
+
+
+@dataclass(frozen=True)
+class HostAction:
+    text: str
+    """Exactly the signed JSON text, relayed unchanged."""
+    kind: str
+    meeting: str
+    target: str | None
+    params: dict[str, Any]
+    time_ms: int
+    nonce: str
+    signer: bytes
+
+
+def parse_host_action(text: str) -> HostAction:
+    if len(text) > MAX_ACTION_CHARS:
+        raise ModerationError("bad-action", f"a host action is at most {MAX_ACTION_CHARS} chars")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ModerationError("bad-action", "a host action is JSON") from None
+    if not isinstance(obj, dict) or obj.get("v") != 1:
+        raise ModerationError("bad-action", "a host action is a version 1 object")
+    kind, target, params = obj.get("kind"), obj.get("target"), obj.get("params", {})
+    if kind not in KINDS:
+        raise ModerationError("bad-action", "unknown host action")
+    if (kind in TARGETED) != isinstance(target, str) or (target is not None and len(target) > 64):
+        needs = "a target" if kind in TARGETED else "no target"
+        raise ModerationError("bad-action", f"'{kind}' needs {needs}")
+    if not isinstance(params, dict) or not isinstance(obj.get("meeting"), str):
+        raise ModerationError("bad-action", "a host action names its meeting and has params")
+    time_ms, nonce = obj.get("time"), obj.get("nonce")
+    if not isinstance(time_ms, int) or isinstance(time_ms, bool):
+        raise ModerationError("bad-action", "a host action has a time in ms")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 64:
+        raise ModerationError("bad-action", "a host action has a nonce")
+    return HostAction(text, kind, obj["meeting"], target, params, time_ms, nonce,
+                      _decode_key(obj.get("signer"), "signer"))
+
+
+@dataclass
+class Moderation:
+    """One meeting's host keys and policy."""
+
+    meeting_id: str
+    host_key: bytes | None = None
+    """The creator's Ed25519 public key; None if the meeting has no host."""
+    cohosts: dict[str, bytes] = field(default_factory=dict)
+    """Participant id to the key the host delegated to them."""
+    hosts_present: set[str] = field(default_factory=set)
+    """Participant ids that proved the host key when they joined."""
+    lobby: bool = True
+    locked: bool = False
+    ended: bool = False
+    screen_share: str = "host"
+    """'host' (host and co-hosts only) or 'everyone'."""
+    chat: bool = True
+    muted_by_host: set[str] = field(default_factory=set)
+    seen_nonces: list[str] = field(default_factory=list)
+
+    def is_host(self, participant_id: str) -> bool:
+        return participant_id in self.hosts_present or participant_id in self.cohosts
+
+    @property
+    def host_here(self) -> bool:
+        return bool(self.hosts_present or self.cohosts)
+
+    def authorize(self, action: HostAction, signature: bytes, now_ms: int) -> None:
+        """Check that the host (or a co-host) signed this action, for this meeting,
+        recently and once. Raises ModerationError otherwise."""
+        if action.meeting != self.meeting_id:
+            raise ModerationError("bad-action", "the action is for another meeting")
+        allowed = [k for k in (self.host_key, *self.cohosts.values()) if k is not None]
+        if action.signer not in allowed:
+            raise ModerationError("not-host", "only the host can do that")
+        try:
+            signer = Ed25519PublicKey.from_public_bytes(action.signer)
+            signer.verify(signature, action_bytes(action.text))
+        except (InvalidSignature, ValueError):
+            raise ModerationError("bad-signature", "the host action's signature is wrong") from None
+        if abs(now_ms - action.time_ms) > MAX_CLOCK_SKEW_MS:
+            raise ModerationError("stale-action", "the host action is too old or from the future")
+        if action.nonce in self.seen_nonces:
+            raise ModerationError("replayed-action", "that host action was already done")
+        self.seen_nonces.append(action.nonce)
+        del self.seen_nonces[:-MAX_REMEMBERED_NONCES]
+        if action.kind in ("cohost", "revoke-cohost") and action.signer != self.host_key:
+            raise ModerationError("not-host", "only the host can name co-hosts")
+
+    def apply(self, action: HostAction) -> None:
+        """Change the policy an authorized action sets; lobby moves and removals are
+        the caller's, as they move people."""
+        kind, target, params = action.kind, action.target, action.params
+        if kind == "lock":
+            self.locked = True
+        elif kind == "unlock":
+            self.locked = False
+        elif kind == "lobby":
+            self.lobby = params.get("on") is not False
+        elif kind == "end":
+            self.ended = True
+        elif kind == "permissions":
+            if params.get("screen") in ("host", "everyone"):
+                self.screen_share = params["screen"]
+            if isinstance(params.get("chat"), bool):
+                self.chat = params["chat"]
+        elif kind == "mute" and target is not None:
+            self.muted_by_host.add(target)
+        elif kind == "allow-unmute" and target is not None:
+            self.muted_by_host.discard(target)
+        elif kind == "cohost" and target is not None:
+            self.cohosts[target] = _decode_key(params.get("key"), "co-host key")
+        elif kind == "revoke-cohost" and target is not None:
+            self.cohosts.pop(target, None)
+
+    def may_share_screen(self, participant_id: str) -> bool:
+        return self.screen_share == "everyone" or self.is_host(participant_id)
+
+    def may_chat(self, participant_id: str) -> bool:
+        return self.chat or self.is_host(participant_id)
+
+    def forget(self, participant_id: str) -> None:
+        self.hosts_present.discard(participant_id)
+        self.cohosts.pop(participant_id, None)
+        self.muted_by_host.discard(participant_id)
