@@ -1,18 +1,76 @@
-"""`confide serve`: parse the command line and run the server."""
+"""`confide serve`: parse the command line and run the server. Every flag is
+described in docs/config.md."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import logging
+import re
+import ssl
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 from .config import Settings
+from .web import tls
 from .web.app import create_app
 
+logger = logging.getLogger("confide")
 
-def main(argv: list[str] | None = None) -> int:
+KEY_VALUE = re.compile(r"(?<!\S)([a-z_][a-z0-9_]*)=(\S+)")
+"""The `key=value` pairs our log messages carry (meeting ids, counts, reasons)."""
+RESERVED_LOG_FIELDS = frozenset({"time", "level", "logger", "message", "exception"})
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the message's
+    `key=value` pairs as fields of their own (numbers as numbers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        entry: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in KEY_VALUE.findall(message):
+            if key not in RESERVED_LOG_FIELDS:
+                entry.setdefault(key, int(value) if value.isdigit() else value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class HideClientAddresses(logging.Filter):
+    """aiohttp names the client's address when it refuses a malformed request; without
+    --log-addresses that address is left out, as in the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("aiohttp") and record.msg == "Error handling request from %s":
+            record.args = ("a client (address not logged)",)
+        return True
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _turn_url(text: str) -> str:
+    if not text.startswith(("turn:", "turns:")) or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("must be a turn: or turns: URL, e.g. "
+                                         "turn:turn.example.org:3478?transport=udp")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="confide", description="Confide video meetings")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the meeting server")
@@ -27,37 +85,136 @@ def main(argv: list[str] | None = None) -> int:
         help="address browsers send media to (default: --host, or 127.0.0.1 when it is 0.0.0.0)",
     )
     serve.add_argument("--max-participants", type=int, default=100)
+    serve.add_argument(
+        "--tls-cert", type=Path, default=None, metavar="FILE",
+        help="serve HTTPS with this PEM certificate chain (with --tls-key)",
+    )
+    serve.add_argument(
+        "--tls-key", type=Path, default=None, metavar="FILE",
+        help="the PEM private key of --tls-cert",
+    )
+    serve.add_argument(
+        "--self-signed", action="store_true",
+        help="serve HTTPS with a certificate made at startup, for trying it on a LAN",
+    )
+    serve.add_argument(
+        "--meeting-lifetime", type=_positive_seconds, default=Settings.meeting_lifetime,
+        metavar="SECONDS", help="forget a meeting this long after its last use (default: a day)",
+    )
+    serve.add_argument(
+        "--expiry-interval", type=_positive_seconds, default=Settings.expiry_interval,
+        metavar="SECONDS", help="how often to look for expired meetings (default: 60)",
+    )
+    serve.add_argument(
+        "--store", type=Path, default=None, metavar="PATH",
+        help="SQLite file that keeps meetings across restarts (default: memory only)",
+    )
+    serve.add_argument(
+        "--turn-url", type=_turn_url, action="append", default=[], metavar="URL",
+        help="your TURN server, e.g. turn:turn.example.org:3478?transport=udp (repeatable)",
+    )
+    serve.add_argument(
+        "--turn-secret", default=None, metavar="SECRET",
+        help="the TURN server's static-auth-secret (coturn use-auth-secret)",
+    )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], default="text",
+        help="text, or one JSON object per line",
+    )
     serve.add_argument(
         "--log-addresses", action="store_true",
         help="put client IP addresses in the access log (off: logs carry no addresses)",
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """The settings for `confide serve ARGS`; a bad combination exits with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     public_ip = args.public_ip or (args.host if args.host not in ("0.0.0.0", "::") else None)
     if public_ip is None:
-        print("confide: listening on all addresses needs --public-ip, the address browsers "
-              "can reach this machine at", file=sys.stderr)
-        return 2
-    settings = Settings(
+        parser.error("listening on all addresses needs --public-ip, the address browsers "
+                     "can reach this machine at")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.self_signed and args.tls_cert is not None:
+        parser.error("--self-signed or --tls-cert/--tls-key, not both")
+    if bool(args.turn_url) != (args.turn_secret is not None):
+        parser.error("--turn-url and --turn-secret go together")
+    if args.store is not None and not args.store.parent.is_dir():
+        parser.error(f"--store: no directory {args.store.parent}")
+    return Settings(
         host=args.host,
         port=args.port,
         media_port=args.media_port if args.media_port is not None else args.port,
         public_ip=public_ip,
         max_participants=args.max_participants,
+        meeting_lifetime=args.meeting_lifetime,
+        expiry_interval=args.expiry_interval,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        self_signed=args.self_signed,
+        store=args.store,
+        turn_urls=tuple(args.turn_url),
+        turn_secret=args.turn_secret,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        log_addresses=args.log_addresses,
     )
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    shown_host = "localhost" if settings.host in ("127.0.0.1", "::1") else public_ip
-    print(f"Confide is running: open http://{shown_host}:{settings.port}/ "
-          f"(media on UDP {settings.public_ip}:{settings.media_port})", flush=True)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if not settings.log_addresses:
+        handler.addFilter(HideClientAddresses())
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    configure_logging(settings)
+
+    ssl_context: ssl.SSLContext | None = None
+    certificate_fingerprint = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        try:
+            ssl_context = tls.context_from_files(settings.tls_cert, settings.tls_key)
+        except (OSError, ssl.SSLError) as error:
+            print(f"confide: cannot use --tls-cert/--tls-key: {error}", file=sys.stderr)
+            return 2
+    elif settings.self_signed:
+        now = datetime.datetime.now(datetime.UTC)
+        self_signed = tls.make_self_signed([settings.public_ip, settings.host], now)
+        ssl_context = tls.context_from_self_signed(self_signed)
+        certificate_fingerprint = self_signed.fingerprint
+
+    scheme = "https" if settings.tls else "http"
+    shown_host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.public_ip
+    url = f"{scheme}://{shown_host}:{settings.port}/"
+    if settings.log_format == "json":
+        logger.info("running url=%s media=%s:%d", url, settings.public_ip, settings.media_port)
+        if certificate_fingerprint:
+            logger.info("self-signed certificate sha256=%s", certificate_fingerprint)
+    else:
+        print(f"Confide is running: open {url} "
+              f"(media on UDP {settings.public_ip}:{settings.media_port})", flush=True)
+        if certificate_fingerprint:
+            print(f"Self-signed certificate, SHA-256 fingerprint {certificate_fingerprint}\n"
+                  "Accept the browser's warning only if its certificate page shows this "
+                  "fingerprint.", flush=True)
     # Without --log-addresses the access log has no client address (DESIGN.md section 4).
-    access_log_format = '%a "%r" %s %b %Tfs' if args.log_addresses else '"%r" %s %b %Tfs'
+    access_log_format = '%a "%r" %s %b %Tfs' if settings.log_addresses else '"%r" %s %b %Tfs'
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        ssl_context=ssl_context,
         print=None,
         access_log_format=access_log_format,
     )

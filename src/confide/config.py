@@ -1,8 +1,12 @@
-"""Server settings, from command-line flags."""
+"""Server settings, from command-line flags (docs/config.md describes each one)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
@@ -16,5 +20,26 @@ class Settings:
     max_participants: int = 100
     meeting_lifetime: float = 24 * 3600.0
     """Seconds after its last use that a meeting is forgotten."""
+    expiry_interval: float = 60.0
+    """Seconds between sweeps that forget expired meetings."""
     media_timeout: float = 8.0
     """Seconds without media or ICE checks before a participant counts as gone."""
+    tls_cert: Path | None = None
+    """PEM certificate chain to serve HTTPS with; `tls_key` holds its private key."""
+    tls_key: Path | None = None
+    self_signed: bool = False
+    """Serve HTTPS with a certificate made at startup and kept in memory (LAN trials)."""
+    store: Path | None = None
+    """SQLite file that keeps meetings across restarts; None keeps them in memory only."""
+    turn_urls: tuple[str, ...] = ()
+    """The operator's TURN servers, given to browsers in `welcome`."""
+    turn_secret: str | None = None
+    """coturn's `static-auth-secret`: signs short-lived TURN credentials."""
+    log_level: str = "info"
+    log_format: LogFormat = "text"
+    log_addresses: bool = False
+    """Put client IP addresses in the access log (DESIGN.md section 4: off by default)."""
+
+    @property
+    def tls(self) -> bool:
+        return self.self_signed or self.tls_cert is not None

@@ -105,6 +105,16 @@ class Directory:
         self.meetings[meeting.id] = meeting
         return meeting
 
+    def restore(
+        self, meeting_id: str, join_key: bytes | None, created_at: float, last_used_at: float
+    ) -> Meeting:
+        """Take back a meeting kept across a restart (rooms.store): it comes back empty."""
+        meeting = Meeting(
+            id=meeting_id, created_at=created_at, last_used_at=last_used_at, join_key=join_key
+        )
+        self.meetings[meeting.id] = meeting
+        return meeting
+
     def get(self, meeting_id: str) -> Meeting:
         meeting = self.meetings.get(meeting_id)
         if meeting is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -43,6 +45,8 @@ MAX_INVALID_IN_A_ROW = 5
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4410
+TURN_CREDENTIAL_LIFETIME = 12 * 3600
+"""Seconds a TURN credential handed out in `welcome` stays valid."""
 
 
 @dataclass(eq=False)
@@ -64,6 +68,24 @@ def participant_json(participant: Participant) -> dict[str, Any]:
         "profile": participant.profile,
         "media": {"audio": media.audio, "camera": media.camera, "screen": media.screen},
     }
+
+
+def turn_credentials(secret: str, now: float) -> tuple[str, str]:
+    """A TURN user name and password in coturn's `use-auth-secret` scheme (the TURN
+    REST API): the name is the expiry time, the password base64(HMAC-SHA1(secret,
+    name)), so coturn checks them with the shared secret and no user database."""
+    username = f"{int(now) + TURN_CREDENTIAL_LIFETIME}:confide"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def ice_servers(settings: Settings, now: float) -> list[dict[str, Any]]:
+    """The operator's own TURN servers for RTCPeerConnection, or none: browsers are
+    never pointed at anyone else's STUN or TURN server."""
+    if not settings.turn_urls or settings.turn_secret is None:
+        return []
+    username, credential = turn_credentials(settings.turn_secret, now)
+    return [{"urls": list(settings.turn_urls), "username": username, "credential": credential}]
 
 
 @dataclass
@@ -177,6 +199,7 @@ class Hub:
                 participant_json(s.participant) for s in others.values() if s.participant
             ],
             "streams": self._streams_for(meeting.id, participant.id),
+            "ice_servers": ice_servers(self.settings, time.time()),
         })
         others[participant.id] = session
         logger.info("joined meeting=%s participants=%d", meeting.id, len(meeting.participants))

@@ -150,6 +150,7 @@ export class MeetingClient {
     this._microphoneEnabled = true;
     /** @type {WebSocket | null} */ this._socket = null;
     /** @type {RTCPeerConnection | null} */ this.peerConnection = null;
+    /** The operator's TURN servers, from `welcome`. @type {RTCIceServer[]} */ this._iceServers = [];
     /** @type {Record<string, RTCRtpTransceiver>} */ this._sending = {};
     /** @type {ReceiveSlot[]} */ this._receiving = [];
     /** @type {StreamInfo[]} */ this._streams = [];
@@ -266,6 +267,7 @@ export class MeetingClient {
         this._selfId = message.you;
         this._wasWelcomed = true;
         this._attempt = 0;
+        this._iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
         for (const p of message.participants) await this._addParticipant(p);
         await this._startSending();
         this._createPeerConnection();
@@ -481,8 +483,9 @@ export class MeetingClient {
       sent: stats.sending.encrypted, dropped: stats.sending.dropped });
   }
   _createPeerConnection() {
-    // No STUN or TURN servers: the SFU's own host candidate is all the browser needs.
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    // Only the operator's own TURN servers, from `welcome` (none by default): the SFU's
+    // host candidate is all a browser that can reach its UDP port needs.
+    const pc = new RTCPeerConnection({ iceServers: this._iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.peerConnection = pc;
     this._sending.audio = this._addSendTransceiver(pc, this._audioTrack ?? 'audio', 'audio',
       this._audioTrack ? 'sendonly' : 'inactive');

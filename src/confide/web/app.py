@@ -1,5 +1,5 @@
 """The aiohttp application: pages, the meeting API, the WebSocket, and the SFU's
-UDP socket, opened and closed with the app."""
+UDP socket and the optional meeting store, opened and closed with the app."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..rooms.meeting import Directory, MeetingError, is_meeting_id
+from ..rooms.store import MeetingStore
 from ..sfu.sfu import Sfu
 from ..sfu.transport import open_media_socket, run_timer
 from ..signalling.hub import Hub
@@ -25,8 +26,9 @@ SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
 SFU = web.AppKey("sfu", Sfu)
 HUB = web.AppKey("hub", Hub)
+STORE = web.AppKey("store", MeetingStore)
+"""Present only with `--store`."""
 MAX_API_BODY_BYTES = 1024
-EXPIRY_INTERVAL = 60.0
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -51,15 +53,18 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+STRICT_TRANSPORT_SECURITY = "max-age=63072000"
+"""Two years, sent only over HTTPS (RFC 6797 section 7.2: never over plain HTTP)."""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    if not response.prepared:
-        response.headers.update(SECURITY_HEADERS)
-    return response
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, errors included (an on_response_prepare signal sees those;
+    a middleware would miss the ones raised as HTTPException)."""
+    response.headers.update(SECURITY_HEADERS)
+    if request.secure:
+        response.headers["Strict-Transport-Security"] = STRICT_TRANSPORT_SECURITY
 
 
 def _page(name: str) -> Handler:
@@ -82,7 +87,11 @@ def _meeting_error(error: MeetingError) -> web.HTTPException:
 
 
 async def create_meeting(request: web.Request) -> web.Response:
-    meeting = request.app[DIRECTORY].create(time.time())
+    now = time.time()
+    meeting = request.app[DIRECTORY].create(now)
+    store = request.app.get(STORE)
+    if store is not None:
+        store.save(meeting, now)
     logger.info("created meeting=%s", meeting.id)
     return web.json_response({"meeting_id": meeting.id}, status=201)
 
@@ -97,13 +106,18 @@ async def register_join_key(request: web.Request) -> web.Response:
     join_key = body.get("join_key") if isinstance(body, dict) else None
     if not isinstance(join_key, str) or len(join_key) != 43:
         raise web.HTTPBadRequest(text="join_key must be a 32-byte Ed25519 public key, base64url")
+    meeting_id, directory = request.match_info["meeting_id"], request.app[DIRECTORY]
+    now = time.time()
     try:
         key = parse_base64url("join_key", join_key, 32)
-        request.app[DIRECTORY].register_join_key(request.match_info["meeting_id"], key, time.time())
+        directory.register_join_key(meeting_id, key, now)
     except RemoteProtocolError as error:
         raise web.HTTPBadRequest(text=error.message) from error
     except MeetingError as error:
         raise _meeting_error(error) from error
+    store = request.app.get(STORE)
+    if store is not None:
+        store.save(directory.get(meeting_id), now)
     return web.Response(status=204)
 
 
@@ -133,11 +147,28 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return await request.app[HUB].serve(request)
 
 
+async def _keep_meetings(app: web.Application) -> AsyncIterator[None]:
+    """With --store: take back the meetings kept in the file, and write what is left
+    to write on shutdown."""
+    store, directory = app.get(STORE), app[DIRECTORY]
+    if store is None:
+        yield
+        return
+    now = time.time()
+    for kept in store.open():
+        directory.restore(kept.id, kept.join_key, kept.created_at, kept.last_used_at)
+    _erase_expired(app, now)
+    logger.info("loaded meetings=%d", len(directory.meetings))
+    yield
+    store.save_last_uses(directory.meetings.values(), time.time(), throttle=False)
+    store.close()
+
+
 async def _media(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     transport = await open_media_socket(app[SFU], settings.host, settings.media_port)
     timer = asyncio.create_task(run_timer(app[SFU]))
-    expiry = asyncio.create_task(_expire_meetings(app[DIRECTORY]))
+    expiry = asyncio.create_task(_expire_meetings(app))
     yield
     timer.cancel()
     expiry.cancel()
@@ -145,15 +176,29 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     transport.close()
 
 
-async def _expire_meetings(directory: Directory) -> None:
+def _erase_expired(app: web.Application, now: float) -> None:
+    """Forget expired meetings, in memory and in the store, and write recent uses."""
+    expired = app[DIRECTORY].expire(now)
+    for meeting_id in expired:
+        logger.info("expired meeting=%s", meeting_id)
+    store = app.get(STORE)
+    if store is not None:
+        store.delete(expired)
+        store.save_last_uses(app[DIRECTORY].meetings.values(), now)
+
+
+async def _expire_meetings(app: web.Application) -> None:
     while True:
-        await asyncio.sleep(EXPIRY_INTERVAL)
-        for meeting_id in directory.expire(time.time()):
-            logger.info("expired meeting=%s", meeting_id)
+        await asyncio.sleep(app[SETTINGS].expiry_interval)
+        try:
+            _erase_expired(app, time.time())
+        except Exception:
+            logger.exception("expiring meetings failed")
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[security_headers], client_max_size=MAX_API_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_API_BODY_BYTES)
+    app.on_response_prepare.append(add_security_headers)
     app[SETTINGS] = settings
     app[DIRECTORY] = Directory(meeting_lifetime=settings.meeting_lifetime)
     app[SFU] = Sfu(
@@ -162,6 +207,9 @@ def create_app(settings: Settings) -> web.Application:
         media_timeout=settings.media_timeout,
     )
     app[HUB] = Hub(settings=settings, directory=app[DIRECTORY], sfu=app[SFU])
+    if settings.store is not None:
+        app[STORE] = MeetingStore(settings.store)
+    app.cleanup_ctx.append(_keep_meetings)
     app.cleanup_ctx.append(_media)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/m/{meeting_id}", meeting_page)

@@ -1,0 +1,198 @@
+"""What an operator configures: `confide serve` flags to settings, the TURN servers
+and credentials handed to browsers in `welcome`, and JSON log lines."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from confide.cli import HideClientAddresses, JsonLogFormatter, parse_settings
+from confide.config import Settings
+from confide.e2ee.link import derive_join_key, encode_base64url, join_key_public
+from confide.rooms.meeting import join_challenge
+from confide.signalling.hub import TURN_CREDENTIAL_LIFETIME, ice_servers, turn_credentials
+from confide.web.app import create_app
+
+# --- Flags -----------------------------------------------------------------------------------
+
+
+def test_defaults_serve_plain_http_in_memory_without_turn() -> None:
+    settings = parse_settings(["serve"])
+    assert settings == Settings()
+    assert not settings.tls
+    assert settings.meeting_lifetime == 86400.0
+    assert settings.expiry_interval == 60.0
+    assert settings.store is None
+    assert settings.turn_urls == () and settings.turn_secret is None
+    assert settings.log_format == "text"
+
+
+def test_every_new_flag_reaches_the_settings(tmp_path: Path) -> None:
+    settings = parse_settings([
+        "serve", "--tls-cert", "cert.pem", "--tls-key", "key.pem",
+        "--meeting-lifetime", "3600", "--expiry-interval", "5",
+        "--store", str(tmp_path / "meetings.db"),
+        "--turn-url", "turn:turn.example.org:3478?transport=udp",
+        "--turn-url", "turns:turn.example.org:5349?transport=tcp",
+        "--turn-secret", "north-wind", "--log-format", "json",
+    ])
+    assert settings.tls
+    assert (settings.tls_cert, settings.tls_key) == (Path("cert.pem"), Path("key.pem"))
+    assert (settings.meeting_lifetime, settings.expiry_interval) == (3600.0, 5.0)
+    assert settings.store == tmp_path / "meetings.db"
+    assert settings.turn_urls == (
+        "turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349?transport=tcp")
+    assert settings.turn_secret == "north-wind"
+    assert settings.log_format == "json"
+
+
+def test_self_signed_turns_tls_on() -> None:
+    settings = parse_settings(["serve", "--self-signed"])
+    assert settings.tls and settings.self_signed and settings.tls_cert is None
+
+
+@pytest.mark.parametrize("flags", [
+    ["--tls-cert", "cert.pem"],
+    ["--tls-key", "key.pem"],
+    ["--self-signed", "--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+    ["--turn-url", "turn:turn.example.org:3478"],
+    ["--turn-secret", "north-wind"],
+    ["--turn-url", "stun:stun.example.org:3478", "--turn-secret", "north-wind"],
+    ["--turn-url", "https://turn.example.org/", "--turn-secret", "north-wind"],
+    ["--meeting-lifetime", "0"],
+    ["--expiry-interval", "-1"],
+    ["--log-format", "xml"],
+    ["--store", "/no/such/directory/meetings.db"],
+    ["--host", "0.0.0.0"],
+])
+def test_bad_flag_combinations_are_refused(flags: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(["serve", *flags])
+    assert exit_info.value.code == 2
+
+
+# --- TURN ------------------------------------------------------------------------------------
+
+
+def test_turn_credential_is_coturns_rest_api_scheme() -> None:
+    """username = expiry time ':confide'; password = base64(HMAC-SHA1(secret, username)).
+    The pinned password came from `openssl dgst -sha1 -hmac north-wind -binary | base64`."""
+    username, credential = turn_credentials("north-wind", now=1_700_000_000.7)
+    assert TURN_CREDENTIAL_LIFETIME == 12 * 3600
+    assert username == "1700043200:confide"
+    expected = hmac.new(b"north-wind", username.encode(), hashlib.sha1).digest()
+    assert base64.b64decode(credential) == expected
+    assert credential == "WqJwZQKDZ5l/SAp/uTajy6sOlck="
+
+
+def test_no_ice_servers_unless_the_operator_configures_turn() -> None:
+    assert ice_servers(Settings(), now=0.0) == []
+
+
+async def welcome_from(settings: Settings) -> dict[str, Any]:
+    """Creates a meeting on the app, joins it as a browser holding the link would,
+    and returns the `welcome`."""
+    link_secret = secrets.token_bytes(32)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        meeting_id = (await (await client.post("/api/meetings")).json())["meeting_id"]
+        join_key = derive_join_key(link_secret, meeting_id)
+        registered = await client.put(f"/api/meetings/{meeting_id}/join-key", json={
+            "join_key": encode_base64url(join_key_public(join_key))})
+        assert registered.status == 204
+        async with client.ws_connect("/ws") as socket:
+            challenge = await socket.receive_json(timeout=5)
+            assert challenge["type"] == "challenge"
+            nonce = base64.urlsafe_b64decode(challenge["nonce"] + "==")
+            await socket.send_json({
+                "type": "hello", "version": 1, "meeting": meeting_id, "profile": "opaque",
+                "proof": encode_base64url(join_key.sign(join_challenge(meeting_id, nonce))),
+            })
+            welcome: dict[str, Any] = await socket.receive_json(timeout=5)
+    assert welcome["type"] == "welcome"
+    return welcome
+
+
+async def test_welcome_carries_no_ice_servers_by_default() -> None:
+    welcome = await welcome_from(Settings(media_port=0))
+    assert welcome["ice_servers"] == []
+
+
+async def test_welcome_carries_exactly_the_configured_turn_servers() -> None:
+    urls = ("turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349")
+    before = int(time.time())
+    welcome = await welcome_from(
+        Settings(media_port=0, turn_urls=urls, turn_secret="north-wind"))
+    after = int(time.time())
+    [server] = welcome["ice_servers"]
+    assert set(server) == {"urls", "username", "credential"}
+    assert server["urls"] == list(urls)
+    expiry, _, name = server["username"].partition(":")
+    assert name == "confide"
+    assert before + 12 * 3600 <= int(expiry) <= after + 12 * 3600
+    expected = hmac.new(b"north-wind", server["username"].encode(), hashlib.sha1).digest()
+    assert server["credential"] == base64.b64encode(expected).decode()
+
+
+# --- JSON logs -------------------------------------------------------------------------------
+
+
+def json_log_line(message: str, *args: object, exc: bool = False) -> dict[str, Any]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("confide.test-json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        if exc:
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logger.exception(message, *args)
+        else:
+            logger.warning(message, *args)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert text.count("\n") == 1, "one object per line"
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
+
+
+def test_a_json_log_line_has_time_level_logger_message_and_the_key_values() -> None:
+    line = json_log_line("left meeting=%s participants=%d reason=%s", "abc234", 3, "timeout")
+    assert line["level"] == "WARNING"
+    assert line["logger"] == "confide.test-json"
+    assert line["message"] == "left meeting=abc234 participants=3 reason=timeout"
+    assert (line["meeting"], line["participants"], line["reason"]) == ("abc234", 3, "timeout")
+    assert line["time"].endswith("+00:00")
+
+
+def test_a_json_log_line_keeps_its_own_fields_and_escapes_the_message() -> None:
+    line = json_log_line("level=DEBUG logger=x message=y count=2 %s", "two\nlines")
+    assert (line["level"], line["logger"]) == ("WARNING", "confide.test-json")
+    assert line["message"] == "level=DEBUG logger=x message=y count=2 two\nlines"
+    assert line["count"] == 2
+
+
+def test_an_exception_goes_into_the_same_json_line() -> None:
+    line = json_log_line("failed to handle a signalling message", exc=True)
+    assert "ValueError: boom" in line["exception"]
+
+
+def test_aiohttps_error_lines_name_no_client_address() -> None:
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1,
+                               "Error handling request from %s", ("198.51.100.7",), None)
+    assert HideClientAddresses().filter(record)
+    assert "198.51.100.7" not in record.getMessage()
