@@ -3,7 +3,7 @@ wrote. Nothing in the copy names a participant, quotes the chat, or holds a key.
 
 During a three-person meeting with chat, the server process's memory is read
 through /proc/PID/mem (every writable mapping: heap, arenas, stacks) and every
-file it wrote (its log) is read. They are searched for each display name, each
+file it wrote (its log and its SQLite store) is read. They are searched for each display name, each
 chat text, the link secret, every sender key and the SFrame keys derived from
 them, and the join key's private seed, each as raw bytes, text, base64, base64url
 and hex. The only key material allowed is what DESIGN.md lets the server hold:
@@ -123,8 +123,9 @@ class Breach:
 
 
 @pytest.fixture(scope="module")
-def breach(browser: Browser) -> Iterator[Breach]:
-    process, server = start_server("breach-server.log")
+def breach(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Breach]:
+    store = tmp_path_factory.mktemp("store") / "confide.sqlite3"
+    process, server = start_server("breach-server.log", "--store", str(store))
     people = [Participant(browser, server, name) for name in NAMES]
     try:
         for person in people:
@@ -144,7 +145,8 @@ def breach(browser: Browser) -> Iterator[Breach]:
         secrets = secrets_of_the_meeting(link, people)
         # The copy is taken while the meeting runs.
         memory = read_process_memory(process.pid)
-        files = server.log_path.read_bytes()
+        written = [server.log_path, *store.parent.iterdir()]  # the log, the store, its journal
+        files = b"".join(path.read_bytes() for path in written)
         yield Breach(server, process.pid, link, secrets, memory, files)
     finally:
         for person in people:
@@ -169,6 +171,9 @@ def test_no_name_chat_text_or_key_is_in_the_servers_memory(breach: Breach) -> No
 
 def test_no_name_chat_text_or_key_is_in_any_file_the_server_wrote(breach: Breach) -> None:
     assert b"joined meeting=" in breach.files  # the log was written
+    assert b"SQLite format 3" in breach.files  # and the store
+    meeting_id = breach.link.split("/m/", 1)[1].split("#", 1)[0]
+    assert meeting_id.encode() in breach.files
     assert search(breach.files, breach.secrets) == set()
 
 
