@@ -59,8 +59,10 @@ def test_a_saved_meeting_reads_back_with_whole_second_times(tmp_path: Path) -> N
 
     reopened = MeetingStore(tmp_path / "meetings.db")
     assert reopened.open() == [
-        StoredMeeting(id=MEETING_ID, join_key=JOIN_KEY, created_at=1000, last_used_at=2000),
-        StoredMeeting(id=OTHER_MEETING_ID, join_key=None, created_at=3000, last_used_at=2000),
+        StoredMeeting(id=MEETING_ID, join_key=JOIN_KEY, host_key=None, created_at=1000,
+                      last_used_at=2000),
+        StoredMeeting(id=OTHER_MEETING_ID, join_key=None, host_key=None, created_at=3000,
+                      last_used_at=2000),
     ]
     reopened.close()
 
@@ -73,7 +75,7 @@ def test_saving_again_updates_the_join_key_and_last_use_but_not_creation(tmp_pat
     unclaimed.join_key, unclaimed.created_at, unclaimed.last_used_at = JOIN_KEY, 5.0, 2500.0
     store.save(unclaimed, now=2500.0)
     store.close()
-    assert rows(tmp_path / "meetings.db") == [(MEETING_ID, JOIN_KEY, 1000, 2500)]
+    assert rows(tmp_path / "meetings.db") == [(MEETING_ID, JOIN_KEY, None, 1000, 2500)]
 
 
 def test_the_store_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
@@ -90,13 +92,13 @@ def test_last_use_is_written_at_most_once_a_minute_per_meeting(tmp_path: Path) -
     store.save(used, now=1000.0)
     used.last_used_at = 1010.0
     assert store.save_last_uses([used], now=1010.0) == 0
-    assert rows(tmp_path / "meetings.db")[0][3] == 1000
+    assert rows(tmp_path / "meetings.db")[0][4] == 1000
     assert store.save_last_uses([used], now=1000.0 + LAST_USE_SAVE_INTERVAL) == 1
-    assert rows(tmp_path / "meetings.db")[0][3] == 1010
+    assert rows(tmp_path / "meetings.db")[0][4] == 1010
     assert store.save_last_uses([used], now=2000.0) == 0, "unchanged: nothing to write"
     used.last_used_at = 2001.0
     assert store.save_last_uses([used], now=2001.0, throttle=False) == 1
-    assert rows(tmp_path / "meetings.db")[0][3] == 2001
+    assert rows(tmp_path / "meetings.db")[0][4] == 2001
     store.close()
 
 
@@ -110,7 +112,7 @@ def test_an_occupied_meeting_is_written_as_used_now(tmp_path: Path) -> None:
     busy.join("opaque", 1000.0, max_participants=4)
     assert store.save_last_uses([busy], now=90_000.0) == 1
     store.close()
-    assert rows(tmp_path / "meetings.db")[0][3] == 90_000
+    assert rows(tmp_path / "meetings.db")[0][4] == 90_000
 
 
 def test_an_erased_meeting_leaves_no_bytes_in_the_file(tmp_path: Path) -> None:
@@ -120,7 +122,9 @@ def test_an_erased_meeting_leaves_no_bytes_in_the_file(tmp_path: Path) -> None:
     store.save(meeting(OTHER_MEETING_ID, join_key=OTHER_JOIN_KEY), now=2000.0)
     store.delete([MEETING_ID])
     store.close()
-    assert rows(tmp_path / "meetings.db") == [(OTHER_MEETING_ID, OTHER_JOIN_KEY, 1000, 2000)]
+    assert rows(tmp_path / "meetings.db") == [
+        (OTHER_MEETING_ID, OTHER_JOIN_KEY, None, 1000, 2000)
+    ]
     raw = file_bytes(tmp_path)
     assert OTHER_MEETING_ID.encode() in raw and OTHER_JOIN_KEY in raw
     assert MEETING_ID.encode() not in raw, "secure_delete must zero the erased row"
@@ -225,7 +229,7 @@ async def test_meetings_that_expired_while_the_server_was_down_are_erased_at_sta
 
 async def test_the_file_holds_only_ids_join_keys_and_times(tmp_path: Path) -> None:
     """A meeting with two people who chat, then a restart: the file has one table of
-    four columns, one row, and no participant id, profile, chat or link secret."""
+    five columns, one row, and no participant id, profile, chat or link secret."""
     store = tmp_path / "meetings.db"
     link_secret = secrets.token_bytes(32)
     profile_marker = "profile-of-Zebulon-Quartermaine"
@@ -248,11 +252,11 @@ async def test_the_file_holds_only_ids_join_keys_and_times(tmp_path: Path) -> No
         schema = list(connection.execute("SELECT type, name FROM sqlite_master ORDER BY name"))
         assert schema == [("table", "meetings"), ("index", "sqlite_autoindex_meetings_1")]
         columns = [row[1] for row in connection.execute("PRAGMA table_info(meetings)")]
-        assert columns == ["id", "join_key", "created_at", "last_used_at"]
+        assert columns == ["id", "join_key", "host_key", "created_at", "last_used_at"]
         stored = list(connection.execute("SELECT * FROM meetings"))
     join_key = join_key_public(derive_join_key(link_secret, meeting_id))
     assert len(stored) == 1
-    stored_id, stored_key, created_at, last_used_at = stored[0]
+    stored_id, stored_key, _host_key, created_at, last_used_at = stored[0]
     assert (stored_id, stored_key) == (meeting_id, join_key)
     assert isinstance(created_at, int) and isinstance(last_used_at, int)
     assert created_at <= last_used_at <= time.time()

@@ -79,6 +79,14 @@ AUDIO_STATS_JS = """async () => {
 }"""
 
 
+HOSTS: dict[str, Participant] = {}
+"""Who created (and so hosts) each meeting the tests made, by meeting id."""
+
+
+def meeting_id_of(link: str) -> str:
+    return link.split("/m/", 1)[1].split("#", 1)[0]
+
+
 class Participant:
     def __init__(self, browser: Browser, server: Server, name: str) -> None:
         self.server = server
@@ -93,6 +101,7 @@ class Participant:
         self.page.goto(self.server.base_url + "/")
         self.page.get_by_role("button", name="New meeting").click()
         self.page.wait_for_url("**/m/**#*")
+        HOSTS[meeting_id_of(self.page.url)] = self
         return self.page.url
 
     def open(self, link: str) -> None:
@@ -104,7 +113,24 @@ class Participant:
         self.page.get_by_label("Your name").fill(self.name)
         self.page.locator("#join").click()
         if wait_connected:
+            self.page.wait_for_selector(
+                "#status[data-status='connected'], #status[data-status='lobby']", timeout=20_000)
+            if self.page.locator("#status").get_attribute("data-status") == "lobby":
+                host = HOSTS[meeting_id_of(self.page.url)]
+                host.admit(self.name)
             self.wait_for_status("connected")
+
+    def open_panel(self, which: str) -> None:
+        """Open the side panel on 'chat' or 'participants', if it is not already."""
+        button = self.page.locator(f"#toggle-{which}")
+        if button.get_attribute("aria-pressed") != "true":
+            button.click()
+
+    def admit(self, name: str) -> None:
+        """As the host: let the person of this name in from the lobby."""
+        self.open_panel("participants")
+        knock = self.page.locator("#lobby-list li", has_text=name).first
+        knock.locator(".admit").click()
 
     def wait_for_status(self, status: str, timeout: float = 20) -> None:
         self.page.wait_for_selector(f"#status[data-status='{status}']", timeout=timeout * 1000)

@@ -23,8 +23,10 @@ def test_meeting_id_without_link_secret_is_refused(browser: Browser, server: Ser
     assert not stranger.page.locator("#join").is_enabled() or not stranger.page.locator(
         "#join").is_visible()
 
+    # Someone who has the meeting id and the host hash, but not the link secret.
+    host_hash = link.split("#", 1)[1].split(".")[1]
     guesser = Participant(browser, server, "Guesser")
-    guesser.join(f"{bare}#{wrong_secret}", wait_connected=False)
+    guesser.join(f"{bare}#{wrong_secret}.{host_hash}", wait_connected=False)
     guesser.wait_for_status("failed")
     assert "not valid" in guesser.status_text
     assert host.tile_ids() == set(), "the refused person must not appear in the meeting"

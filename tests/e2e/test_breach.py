@@ -3,11 +3,11 @@ wrote. Nothing in the copy names a participant, quotes the chat, or holds a key.
 
 During a three-person meeting with chat, the server process's memory is read
 through /proc/PID/mem (every writable mapping: heap, arenas, stacks) and every
-file it wrote (its log and its SQLite store) is read. They are searched for each display name, each
-chat text, the link secret, every sender key and the SFrame keys derived from
-them, and the join key's private seed, each as raw bytes, text, base64, base64url
-and hex. The only key material allowed is what DESIGN.md lets the server hold:
-the join key's public half.
+file it wrote (its log and its SQLite store) is read. They are searched for each
+display name, each chat text, the link secret, every sender key and the SFrame
+keys derived from them, the join key's private seed and the host key's seed,
+each as raw bytes, text, base64, base64url and hex. The only key material allowed
+is what DESIGN.md lets the server hold: the public join and host keys.
 
 The search is shown to work: a plain client then sends the same values to the
 same server in the clear, as a Confide without end-to-end encryption would, and
@@ -93,8 +93,10 @@ def search(blob: bytes, secrets: Secrets) -> set[str]:
 
 def secrets_of_the_meeting(link: str, people: list[Participant]) -> Secrets:
     meeting_id = link.split("/m/", 1)[1].split("#", 1)[0]
-    link_secret = decode_link_secret(link.split("#", 1)[1])
+    link_secret = decode_link_secret(link.split("#", 1)[1].split(".")[0])
     found = Secrets()
+    host_seed = people[0].page.evaluate("() => Array.from(window.confideClient.hostKey.seed)")
+    found.keys["host key seed"] = bytes(host_seed)
     for index, name in enumerate(NAMES):
         found.texts[f"name {index}"] = name
     for index, text in enumerate(CHAT):
@@ -159,7 +161,7 @@ def test_the_memory_dump_is_large_enough_to_mean_something(breach: Breach) -> No
     assert len(breach.memory) > 10_000_000
     # What the server may hold is in it: the meeting id and the public join key.
     meeting_id = breach.link.split("/m/", 1)[1].split("#", 1)[0]
-    link_secret = decode_link_secret(breach.link.split("#", 1)[1])
+    link_secret = decode_link_secret(breach.link.split("#", 1)[1].split(".")[0])
     public = join_key_public(derive_join_key(link_secret, meeting_id))
     assert meeting_id.encode() in breach.memory
     assert public in breach.memory

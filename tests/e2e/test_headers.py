@@ -216,7 +216,7 @@ def test_the_websocket_works_over_tls(tls_server: Running) -> None:
             url = tls_server.base_url.replace("https", "wss", 1) + "/ws"
             async with session.ws_connect(url) as websocket:
                 challenge = await websocket.receive_json(timeout=5)
-                await websocket.send_json({"type": "ping"})
+                await websocket.send_json({"type": "chat", "body": "x"})
                 return challenge, await websocket.receive_json(timeout=5)
 
     challenge, error = in_a_thread(challenge_and_refusal(tls_server.fingerprint))

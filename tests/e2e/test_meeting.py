@@ -53,7 +53,13 @@ def test_names_are_shown_on_tiles(meeting: dict[str, Participant]) -> None:
 
 
 def test_screen_share_reaches_the_others(meeting: dict[str, Participant], artifacts: Path) -> None:
-    bob = meeting["bob"]
+    bob, alice = meeting["bob"], meeting["alice"]
+    # Screen share is host-only until the host opens it to everyone.
+    assert bob.page.locator("#toggle-screen").is_disabled()
+    alice.open_panel("participants")
+    alice.page.locator("#allow-screen").check()
+    bob.page.wait_for_selector("#toggle-screen:not([disabled])", timeout=10_000)
+    alice.open_panel("chat")
     bob.page.locator("#toggle-screen").click()
     bob_id = bob.self_id
     for viewer in (meeting["alice"], meeting["carol"]):

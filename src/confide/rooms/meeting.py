@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .moderation import Moderation
+
 MEETING_ID_BYTES = 16
 UNCLAIMED_MEETING_LIFETIME = 600.0
 """Seconds a meeting without a registered join key is kept."""
@@ -28,6 +30,11 @@ def new_meeting_id() -> str:
 
 def is_meeting_id(value: str) -> bool:
     return len(value) == 26 and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in value)
+
+
+def host_challenge(meeting_id: str, nonce: bytes) -> bytes:
+    """What the host key signs to take the host role on this connection."""
+    return b"confide/1 host|" + meeting_id.encode("ascii") + b"|" + nonce
 
 
 def join_challenge(meeting_id: str, nonce: bytes) -> bytes:
@@ -68,6 +75,26 @@ class Meeting:
     join_key: bytes | None = None
     """Ed25519 public join key; None until the creator registers it."""
     participants: dict[str, Participant] = field(default_factory=dict)
+    moderation: Moderation = field(init=False)
+    """The host key and the policy host actions set (rooms.moderation)."""
+
+    def __post_init__(self) -> None:
+        self.moderation = Moderation(meeting_id=self.id)
+
+    @property
+    def host_key(self) -> bytes | None:
+        return self.moderation.host_key
+
+    def is_host_proof(self, nonce: bytes, proof: bytes | None) -> bool:
+        """Whether this connection proved the host key (or did not try)."""
+        if proof is None or self.host_key is None:
+            return False
+        try:
+            key = Ed25519PublicKey.from_public_bytes(self.host_key)
+            key.verify(proof, host_challenge(self.id, nonce))
+        except (InvalidSignature, ValueError):
+            raise MeetingError("bad-host-proof", "that is not this meeting's host key") from None
+        return True
 
     def check_proof(self, nonce: bytes, proof: bytes) -> None:
         """Accept a signature over the join challenge by the meeting's join key."""
@@ -106,12 +133,18 @@ class Directory:
         return meeting
 
     def restore(
-        self, meeting_id: str, join_key: bytes | None, created_at: float, last_used_at: float
+        self,
+        meeting_id: str,
+        join_key: bytes | None,
+        created_at: float,
+        last_used_at: float,
+        host_key: bytes | None = None,
     ) -> Meeting:
         """Take back a meeting kept across a restart (rooms.store): it comes back empty."""
         meeting = Meeting(
             id=meeting_id, created_at=created_at, last_used_at=last_used_at, join_key=join_key
         )
+        meeting.moderation.host_key = host_key
         self.meetings[meeting.id] = meeting
         return meeting
 
@@ -121,11 +154,16 @@ class Directory:
             raise MeetingError("meeting-not-found", "this meeting does not exist or has expired")
         return meeting
 
-    def register_join_key(self, meeting_id: str, join_key: bytes, now: float) -> None:
+    def register_join_key(
+        self, meeting_id: str, join_key: bytes, now: float, host_key: bytes | None = None
+    ) -> None:
+        """The creator's keys: the public join key and, for a meeting with a host,
+        the host's public key, which then signs every host action."""
         meeting = self.get(meeting_id)
         if meeting.join_key is not None:
             raise MeetingError("already-registered", "this meeting already has a join key")
         meeting.join_key = join_key
+        meeting.moderation.host_key = host_key
         meeting.last_used_at = now
 
     def expire(self, now: float) -> list[str]:

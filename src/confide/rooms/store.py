@@ -23,6 +23,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meetings (
     id TEXT PRIMARY KEY NOT NULL,
     join_key BLOB,
+    host_key BLOB,
     created_at INTEGER NOT NULL,
     last_used_at INTEGER NOT NULL
 ) STRICT
@@ -34,6 +35,8 @@ class StoredMeeting:
     id: str
     join_key: bytes | None
     """The Ed25519 public join key; None while the creator has not registered it."""
+    host_key: bytes | None
+    """The host's Ed25519 public key, which signs host actions."""
     created_at: int
     last_used_at: int
     """Unix time in whole seconds."""
@@ -65,7 +68,8 @@ class MeetingStore:
         self._connection.execute("PRAGMA secure_delete = ON")
         self._connection.execute(SCHEMA)
         rows = self._connection.execute(
-            "SELECT id, join_key, created_at, last_used_at FROM meetings ORDER BY created_at"
+            "SELECT id, join_key, host_key, created_at, last_used_at FROM meetings"
+            " ORDER BY created_at"
         )
         meetings = [StoredMeeting(*row) for row in rows]
         self._written = {m.id: (float("-inf"), m.last_used_at) for m in meetings}
@@ -77,10 +81,12 @@ class MeetingStore:
         # lifetime runs from when it was last seen occupied.
         last_used_at = int(now if meeting.participants else meeting.last_used_at)
         self.connection.execute(
-            "INSERT INTO meetings (id, join_key, created_at, last_used_at) VALUES (?, ?, ?, ?)"
+            "INSERT INTO meetings (id, join_key, host_key, created_at, last_used_at)"
+            " VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET join_key = excluded.join_key,"
-            " last_used_at = excluded.last_used_at",
-            (meeting.id, meeting.join_key, int(meeting.created_at), last_used_at),
+            " host_key = excluded.host_key, last_used_at = excluded.last_used_at",
+            (meeting.id, meeting.join_key, meeting.host_key, int(meeting.created_at),
+             last_used_at),
         )
         self._written[meeting.id] = (now, last_used_at)
 

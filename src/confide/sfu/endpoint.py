@@ -29,6 +29,11 @@ class Endpoint:
     subscriptions: dict[int, Subscription] = field(default_factory=dict)
     """By forwarded SSRC."""
     closed: bool = False
+    blocked: set[str] = field(default_factory=set)
+    """Kinds ('audio', 'camera', 'screen') the host stopped: the SFU drops them, so a
+    modified client cannot defy the host."""
+    refused: set[str] = field(default_factory=set)
+    """Kinds the last offer tried to send that the meeting does not allow."""
     sdp_session_id: int = field(default_factory=lambda: secrets.randbits(62))
     sdp_version: int = 0
     """Goes up by one with every answer (RFC 3264 section 8)."""

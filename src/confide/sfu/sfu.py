@@ -92,11 +92,14 @@ class Sfu:
         offer_sdp: str,
         roles: dict[str, tuple[str, str | None]],
         now: float,
+        may_publish: Callable[[str], bool] = lambda kind: True,
     ) -> tuple[str, bool]:
         """Answer an offer. `roles` maps mid to ('send', kind) or ('recv', stream id).
 
         Returns the answer SDP and whether this participant's published streams
-        changed (so the others must be told). Raises ValueError for a bad offer.
+        changed (so the others must be told). A kind `may_publish` refuses is
+        answered inactive and noted in `endpoint.refused`. Raises ValueError for a
+        bad offer.
         """
         offer = parse_offer(offer_sdp)
         endpoint.ice.remote_ufrag = offer.remote_ufrag
@@ -105,6 +108,7 @@ class Sfu:
             endpoint.dtls = DtlsServerSession(self.certificate, fingerprints)
         meeting_streams = self.streams.get(endpoint.meeting_id, {})
         answers: list[AnswerSection] = []
+        endpoint.refused = set()
         publications: dict[str, Publication] = {}
         subscriptions: dict[int, tuple[PublishedStream, str, dict[int, int]]] = {}
         for section in offer.sections:
@@ -126,6 +130,9 @@ class Sfu:
                 sending = section.direction in ("sendonly", "sendrecv") and section.ssrcs
                 if section.kind != wanted or target is None:
                     answers.append(AnswerSection(section.mid, "rejected"))
+                elif sending and not may_publish(target):
+                    endpoint.refused.add(target)
+                    answers.append(AnswerSection(section.mid, "inactive", chosen))
                 elif sending and target not in publications:
                     publications[target] = (
                         section.ssrcs[0],
@@ -308,6 +315,9 @@ class Sfu:
         stream = endpoint.published_by_ssrc.get(ssrc)
         if stream is None:
             self.counters["dropped_unknown_ssrc"] += 1
+            return
+        if stream.kind in endpoint.blocked:
+            self.counters["dropped_blocked_by_host"] += 1
             return
         sequence_number = (packet[2] << 8) | packet[3]
         stream.stats.add(sequence_number, int.from_bytes(packet[4:8], "big"), now)

@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +24,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Settings
 from ..rooms.meeting import Directory, Meeting, MeetingError, Participant
+from ..rooms.moderation import Moderation, ModerationError, parse_host_action
 from ..sfu.endpoint import Endpoint
 from ..sfu.sfu import Sfu
+from .limits import RateLimiter, TokenBucket
 from .messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     Chat,
     Hello,
+    HostActionMessage,
     Leave,
     Media,
     Offer,
@@ -45,6 +49,14 @@ MAX_INVALID_IN_A_ROW = 5
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4410
+CLOSE_RATE_LIMITED = 4429
+MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
+"""Messages per second a client may send; the burst covers rekeying a large meeting."""
+JOIN_RATE_PER_ADDRESS, JOIN_BURST_PER_ADDRESS = 0.5, 10.0
+JOIN_RATE_PER_MEETING, JOIN_BURST_PER_MEETING = 2.0, 30.0
+FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
+               "meeting-ended", "bad-host-proof"}
+BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
 TURN_CREDENTIAL_LIFETIME = 12 * 3600
 """Seconds a TURN credential handed out in `welcome` stays valid."""
 
@@ -52,21 +64,38 @@ TURN_CREDENTIAL_LIFETIME = 12 * 3600
 @dataclass(eq=False)
 class Session:
     socket: web.WebSocketResponse
+    address: str = ""
+    """The client's address, only to rate-limit join attempts; never logged or kept."""
     meeting: Meeting | None = None
     participant: Participant | None = None
     endpoint: Endpoint | None = None
+    lobby_id: str | None = None
+    """Set while this person waits in the lobby."""
+    profile: str = ""
+    """Their opaque profile, kept while they wait in the lobby."""
     invalid_in_a_row: int = 0
     closed: bool = False
     nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     """The join challenge's nonce for this connection."""
+    messages: TokenBucket = field(default_factory=lambda: TokenBucket(
+        MESSAGE_RATE, MESSAGE_BURST, updated_at=time.monotonic()))
 
 
-def participant_json(participant: Participant) -> dict[str, Any]:
+def participant_json(participant: Participant, moderation: Moderation) -> dict[str, Any]:
     media = participant.media
     return {
         "id": participant.id,
         "profile": participant.profile,
         "media": {"audio": media.audio, "camera": media.camera, "screen": media.screen},
+        "host": moderation.is_host(participant.id),
+    }
+
+
+def policy_json(moderation: Moderation) -> dict[str, Any]:
+    return {
+        "locked": moderation.locked, "lobby": moderation.lobby and moderation.host_key is not None,
+        "screen_share": moderation.screen_share, "chat": moderation.chat,
+        "has_host": moderation.host_key is not None,
     }
 
 
@@ -95,7 +124,15 @@ class Hub:
     sfu: Sfu
     sessions: dict[str, dict[str, Session]] = field(default_factory=dict)
     """Joined sessions by meeting id, then participant id."""
+    lobbies: dict[str, dict[str, Session]] = field(default_factory=dict)
+    """Sessions waiting to be let in, by meeting id, then lobby id, in arrival order."""
     counters: Counter[str] = field(default_factory=Counter)
+    joins_by_address: RateLimiter = field(
+        default_factory=lambda: RateLimiter(JOIN_RATE_PER_ADDRESS, JOIN_BURST_PER_ADDRESS))
+    joins_by_meeting: RateLimiter = field(
+        default_factory=lambda: RateLimiter(JOIN_RATE_PER_MEETING, JOIN_BURST_PER_MEETING))
+    on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
+    """Called when a host ends a meeting, to erase it from the store too."""
 
     def __post_init__(self) -> None:
         self.sfu.on_endpoint_lost = self._endpoint_lost
@@ -103,7 +140,7 @@ class Hub:
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE_BYTES)
         await socket.prepare(request)
-        session = Session(socket=socket)
+        session = Session(socket=socket, address=request.remote or "")
         await self._send(session, {
             "type": "challenge",
             "nonce": base64.urlsafe_b64encode(session.nonce).decode("ascii").rstrip("="),
@@ -113,6 +150,11 @@ class Hub:
                 if frame.type != WSMsgType.TEXT:
                     await self._refuse(session, RemoteProtocolError(
                         "bad-message", "frames must be JSON text", fatal=True))
+                    break
+                if not session.messages.take(time.monotonic()):
+                    self.counters["message_rate_limited"] += 1
+                    await self._refuse(session, RemoteProtocolError(
+                        "rate-limited", "too many messages: the connection was closed", fatal=True))
                     break
                 await self._receive(session, frame.data)
                 if session.closed:
@@ -128,8 +170,8 @@ class Hub:
             session.invalid_in_a_row = 0
         except RemoteProtocolError as error:
             await self._refuse(session, error)
-        except MeetingError as error:
-            fatal = error.code in ("meeting-not-found", "bad-token", "meeting-full")
+        except (MeetingError, ModerationError) as error:
+            fatal = error.code in FATAL_CODES
             await self._refuse(session, RemoteProtocolError(error.code, error.message, fatal))
         except Exception:
             # Our bug, not theirs: tell this client, keep everyone else's meeting going.
@@ -145,6 +187,8 @@ class Hub:
         })
         if error.fatal or session.invalid_in_a_row > MAX_INVALID_IN_A_ROW:
             code = CLOSE_REFUSED if error.fatal else CLOSE_PROTOCOL_ERROR
+            if error.code == "rate-limited":
+                code = CLOSE_RATE_LIMITED
             await session.socket.close(code=code, message=error.code.encode())
             session.closed = True
 
@@ -152,8 +196,15 @@ class Hub:
         if isinstance(message, Hello):
             await self._hello(session, message)
             return
+        if isinstance(message, Ping):
+            await self._send(session, {"type": "pong"})
+            return
+        if isinstance(message, Leave):
+            session.closed = True
+            return
         if session.participant is None or session.meeting is None or session.endpoint is None:
-            raise RemoteProtocolError("not-joined", "send hello first")
+            waiting = "wait until the host lets you in" if session.lobby_id else "send hello first"
+            raise RemoteProtocolError("not-joined", waiting)
         if isinstance(message, Offer):
             await self._offer(session, message)
         elif isinstance(message, Media):
@@ -164,6 +215,8 @@ class Hub:
                 "audio": media.audio, "camera": media.camera, "screen": media.screen,
             }, exclude=session.participant.id)
         elif isinstance(message, Chat):
+            if not session.meeting.moderation.may_chat(session.participant.id):
+                raise RemoteProtocolError("chat-off", "the host turned chat off")
             self.counters["chat_relayed"] += 1
             await self._broadcast(session.meeting.id, {
                 "type": "chat", "from": session.participant.id, "body": message.body,
@@ -177,48 +230,180 @@ class Hub:
             await self._send(target, {
                 "type": "relay", "from": session.participant.id, "body": message.body,
             })
-        elif isinstance(message, Ping):
-            await self._send(session, {"type": "pong"})
-        elif isinstance(message, Leave):
-            session.closed = True
+        elif isinstance(message, HostActionMessage):
+            await self._host_action(session, message)
 
     async def _hello(self, session: Session, hello: Hello) -> None:
-        if session.participant is not None:
+        if session.participant is not None or session.lobby_id is not None:
             raise RemoteProtocolError("bad-message", "already joined")
+        now = time.monotonic()
+        if not (self.joins_by_address.allow(session.address, now)
+                and self.joins_by_meeting.allow(hello.meeting, now)):
+            self.counters["join_rate_limited"] += 1
+            raise RemoteProtocolError(
+                "rate-limited", "too many attempts to join: wait a minute", fatal=True)
         meeting = self.directory.get(hello.meeting)
         meeting.check_proof(session.nonce, hello.proof)
-        participant = meeting.join(hello.profile, time.time(), self.settings.max_participants)
-        session.meeting, session.participant = meeting, participant
+        is_host = meeting.is_host_proof(session.nonce, hello.host_proof)
+        moderation = meeting.moderation
+        if moderation.ended:
+            raise MeetingError("meeting-ended", "the host ended this meeting")
+        if moderation.locked and not is_host:
+            raise MeetingError("meeting-locked", "the meeting is locked: nobody new can come in")
+        if moderation.host_key is not None and moderation.lobby and not is_host:
+            await self._wait_in_lobby(session, meeting, hello.profile)
+        else:
+            await self._admit(session, meeting, hello.profile, is_host)
+
+    async def _wait_in_lobby(self, session: Session, meeting: Meeting, profile: str) -> None:
+        lobby = self.lobbies.setdefault(meeting.id, {})
+        if len(lobby) >= self.settings.max_participants:
+            raise MeetingError("meeting-full", "the lobby is full")
+        session.meeting, session.profile = meeting, profile
+        session.lobby_id = secrets.token_hex(8)
+        lobby[session.lobby_id] = session
+        logger.info("knocked meeting=%s waiting=%d", meeting.id, len(lobby))
+        await self._tell_lobby(meeting)
+        await self._tell_hosts(meeting, {"type": "knock", "id": session.lobby_id,
+                                         "profile": profile})
+
+    async def _tell_lobby(self, meeting: Meeting) -> None:
+        """Each waiting person learns where they stand and whether a host is here."""
+        for position, waiting in enumerate(self.lobbies.get(meeting.id, {}).values(), start=1):
+            await self._send(waiting, {"type": "lobby", "position": position,
+                                       "host_here": meeting.moderation.host_here})
+
+    async def _tell_hosts(self, meeting: Meeting, message: dict[str, Any]) -> None:
+        for participant_id, member in list(self.sessions.get(meeting.id, {}).items()):
+            if meeting.moderation.is_host(participant_id):
+                await self._send(member, message)
+
+    async def _admit(self, session: Session, meeting: Meeting, profile: str, host: bool) -> None:
+        participant = meeting.join(profile, time.time(), self.settings.max_participants)
+        session.meeting, session.participant, session.lobby_id = meeting, participant, None
         session.endpoint = self.sfu.add_endpoint(participant.id, meeting.id)
+        moderation = meeting.moderation
+        if host:
+            moderation.hosts_present.add(participant.id)
         others = self.sessions.setdefault(meeting.id, {})
+        waiting = self.lobbies.get(meeting.id, {}) if host else {}
         await self._send(session, {
             "type": "welcome",
             "version": PROTOCOL_VERSION,
             "you": participant.id,
             "participants": [
-                participant_json(s.participant) for s in others.values() if s.participant
+                participant_json(other.participant, moderation)
+                for other in others.values() if other.participant
             ],
             "streams": self._streams_for(meeting.id, participant.id),
             "ice_servers": ice_servers(self.settings, time.time()),
+            "host": host,
+            "policy": policy_json(moderation),
+            "lobby": [{"id": lobby_id, "profile": guest.profile}
+                      for lobby_id, guest in waiting.items()],
         })
         others[participant.id] = session
         logger.info("joined meeting=%s participants=%d", meeting.id, len(meeting.participants))
         await self._broadcast(meeting.id, {
-            "type": "joined", "participant": participant_json(participant),
+            "type": "joined", "participant": participant_json(participant, moderation),
         }, exclude=participant.id)
+        if host:
+            await self._tell_lobby(meeting)
+
+    async def _host_action(self, session: Session, message: HostActionMessage) -> None:
+        """Check a signed host action, do it, and relay it so every client checks it."""
+        assert session.meeting is not None and session.participant is not None
+        meeting, moderation = session.meeting, session.meeting.moderation
+        action = parse_host_action(message.action)
+        target = action.target
+        members = self.sessions.get(meeting.id, {})
+        waiting = self.lobbies.get(meeting.id, {})
+        if action.kind in ("admit", "deny") and target not in waiting:
+            raise ModerationError("unknown-participant", "nobody with that id is waiting")
+        if action.kind in BLOCKING_ACTIONS or action.kind in (
+                "remove", "allow-unmute", "cohost", "revoke-cohost"):
+            if target not in members:
+                raise ModerationError("unknown-participant", "nobody with that id is here")
+        moderation.authorize(action, message.signature, int(time.time() * 1000))
+        moderation.apply(action)
+        self.counters[f"host_action_{action.kind}"] += 1
+        logger.info("host action meeting=%s kind=%s", meeting.id, action.kind)
+        await self._broadcast(meeting.id, {
+            "type": "host-action", "from": session.participant.id, "action": message.action,
+            "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("="),
+        }, exclude=None)
+        await self._carry_out(meeting, action.kind, target)
+
+    async def _carry_out(self, meeting: Meeting, kind: str, target: str | None) -> None:
+        """What the server does for an action that moves people or media."""
+        members = self.sessions.get(meeting.id, {})
+        waiting = self.lobbies.get(meeting.id, {})
+        if kind == "admit" and target is not None:
+            guest = waiting.pop(target)
+            await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
+            await self._admit(guest, meeting, guest.profile, False)
+            await self._tell_lobby(meeting)
+        elif kind == "deny" and target is not None:
+            guest = waiting.pop(target)
+            guest.lobby_id = None
+            await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
+            await self._refuse(guest, RemoteProtocolError(
+                "denied", "the host did not let you in", fatal=True))
+            await self._tell_lobby(meeting)
+        elif kind == "remove" and target is not None:
+            removed = members[target]
+            await self._refuse(removed, RemoteProtocolError(
+                "removed", "the host removed you from the meeting", fatal=True))
+            await self._depart(removed, "removed")
+        elif kind in BLOCKING_ACTIONS and target is not None:
+            endpoint = members[target].endpoint
+            if endpoint is not None:
+                endpoint.blocked.add(BLOCKING_ACTIONS[kind])
+        elif kind == "allow-unmute" and target is not None:
+            endpoint = members[target].endpoint
+            if endpoint is not None:
+                endpoint.blocked.clear()
+        elif kind == "lobby" and not meeting.moderation.lobby:
+            for lobby_id in list(waiting):
+                await self._carry_out(meeting, "admit", lobby_id)
+        elif kind == "end":
+            await self._end(meeting)
+
+    async def _end(self, meeting: Meeting) -> None:
+        everyone = [*self.sessions.get(meeting.id, {}).values(),
+                    *self.lobbies.pop(meeting.id, {}).values()]
+        for member in everyone:
+            await self._send(member, {"type": "ended", "message": "the host ended the meeting"})
+            member.lobby_id = None
+            await self._depart(member, "ended")
+            await member.socket.close(code=CLOSE_GONE, message=b"ended")
+            member.closed = True
+        self.directory.meetings.pop(meeting.id, None)
+        self.on_meeting_ended(meeting.id)
+        logger.info("ended meeting=%s", meeting.id)
 
     async def _offer(self, session: Session, offer: Offer) -> None:
         assert session.endpoint is not None and session.meeting is not None
+        assert session.participant is not None
         roles: dict[str, tuple[str, str | None]] = {
             mid: ("send", role.send) if role.send else ("recv", role.recv)
             for mid, role in offer.mids.items()
         }
         now = asyncio.get_running_loop().time()
+        moderation, participant_id = session.meeting.moderation, session.participant.id
         try:
-            answer, changed = self.sfu.negotiate(session.endpoint, offer.sdp, roles, now)
+            answer, changed = self.sfu.negotiate(
+                session.endpoint, offer.sdp, roles, now,
+                may_publish=lambda kind: kind != "screen"
+                or moderation.may_share_screen(participant_id),
+            )
         except ValueError as exc:
             raise RemoteProtocolError("bad-sdp", str(exc)) from exc
         await self._send(session, {"type": "answer", "sdp": answer})
+        if "screen" in session.endpoint.refused:
+            await self._send(session, {"type": "error", "code": "screen-share-not-allowed",
+                                       "message": "only the host can share a screen here",
+                                       "fatal": False})
         if changed:
             await self._announce_streams(session.meeting.id)
 
@@ -244,7 +429,9 @@ class Hub:
             # The other end is gone; its own handler cleans up.
             pass
 
-    async def _broadcast(self, meeting_id: str, message: dict[str, Any], exclude: str) -> None:
+    async def _broadcast(
+        self, meeting_id: str, message: dict[str, Any], exclude: str | None
+    ) -> None:
         for participant_id, session in list(self.sessions.get(meeting_id, {}).items()):
             if participant_id != exclude:
                 await self._send(session, message)
@@ -260,12 +447,19 @@ class Hub:
         await session.socket.close(code=CLOSE_GONE, message=reason.encode())
 
     async def _depart(self, session: Session, reason: str) -> None:
-        """Take a participant out of its meeting, once, and tell the others."""
+        """Take a participant out of its meeting (or its lobby), once, and tell the others."""
+        if session.lobby_id is not None and session.meeting is not None:
+            self.lobbies.get(session.meeting.id, {}).pop(session.lobby_id, None)
+            await self._tell_hosts(session.meeting, {"type": "knock-gone", "id": session.lobby_id})
+            session.lobby_id = None
+            await self._tell_lobby(session.meeting)
         participant, meeting, endpoint = session.participant, session.meeting, session.endpoint
         session.participant = None
         if participant is None or meeting is None or endpoint is None:
             return
         meeting.leave(participant.id, time.time())
+        was_host = meeting.moderation.host_here
+        meeting.moderation.forget(participant.id)
         members = self.sessions.get(meeting.id, {})
         members.pop(participant.id, None)
         if not members:
@@ -277,6 +471,8 @@ class Hub:
                               exclude=participant.id)
         if had_streams:
             await self._announce_streams(meeting.id)
+        if was_host and not meeting.moderation.host_here:
+            await self._tell_lobby(meeting)
 
     async def close_all(self) -> None:
         for members in list(self.sessions.values()):

@@ -18,6 +18,7 @@ MAX_PROFILE_CHARS = 2048
 MAX_CHAT_CHARS = 16384
 """Room for 8192 characters of text once encrypted and encoded."""
 MAX_RELAY_CHARS = 4096
+MAX_ACTION_CHARS = 2048
 MAX_SDP_CHARS = 240 * 1024
 MAX_MIDS = 512
 SEND_KINDS = ("audio", "camera", "screen")
@@ -40,6 +41,8 @@ class Hello:
     proof: bytes
     """Ed25519 signature by the join key over the join challenge (rooms.meeting)."""
     profile: str
+    host_proof: bytes | None = None
+    """The host key's signature over the host challenge, from the host only."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,14 @@ class Relay:
 
 
 @dataclass(frozen=True)
+class HostActionMessage:
+    """A signed host action (rooms.moderation), checked there."""
+
+    action: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
@@ -86,7 +97,7 @@ class Leave:
     pass
 
 
-ClientMessage = Hello | Offer | Media | Chat | Relay | Ping | Leave
+ClientMessage = Hello | Offer | Media | Chat | Relay | HostActionMessage | Ping | Leave
 
 
 def _bad(message: str) -> RemoteProtocolError:
@@ -159,6 +170,10 @@ def parse_client_message(text: str) -> ClientMessage:
             meeting=_field(obj, "meeting", str, 64),
             proof=parse_base64url("proof", _field(obj, "proof", str, 128), 64),
             profile=_field(obj, "profile", str, MAX_PROFILE_CHARS),
+            host_proof=(
+                parse_base64url("host_proof", _field(obj, "host_proof", str, 128), 64)
+                if "host_proof" in obj else None
+            ),
         )
     if kind == "offer":
         return Offer(sdp=_field(obj, "sdp", str, MAX_SDP_CHARS), mids=_parse_mids(obj.get("mids")))
@@ -172,6 +187,11 @@ def parse_client_message(text: str) -> ClientMessage:
         return Chat(body=_field(obj, "body", str, MAX_CHAT_CHARS))
     if kind == "relay":
         return Relay(to=_field(obj, "to", str, 64), body=_field(obj, "body", str, MAX_RELAY_CHARS))
+    if kind == "host-action":
+        return HostActionMessage(
+            action=_field(obj, "action", str, MAX_ACTION_CHARS),
+            signature=parse_base64url("signature", _field(obj, "signature", str, 128), 64),
+        )
     if kind == "ping":
         return Ping()
     if kind == "leave":

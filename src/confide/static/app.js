@@ -514,7 +514,7 @@ async function enterMeeting() {
   setStatus('connecting');
   ensureAudioContext();
 
-  const client = new MeetingClient({ meetingId: state.link.meetingId, linkSecret: state.link.linkSecret });
+  const client = new MeetingClient(state.link);
   state.client = client;
   // Reachable from the console for diagnostics, and from the browser tests.
   /** @type {any} */ (window).confideClient = client;
@@ -564,8 +564,127 @@ function wireClient(client) {
   // The reason for a fatal error may arrive just after the 'failed' status, so it is still let in.
   client.onerror = (error) => (live() || state.endedClient === client) && onClientError(error);
   client.onsecuritycode = (code) => live() && renderSecurityCode(client, code);
+  client.onlobby = ({ position, hostHere }) => {
+    if (!live()) return;
+    byId('lobby-position').textContent = hostHere
+      ? `You are number ${position} in line.` : 'The host is not here yet: you will get in once they are.';
+  };
+  client.onknock = ({ id, name, verified }) => live() && addKnock(client, id, name, verified);
+  client.onknockgone = ({ id }) => live() && removeKnock(id);
+  client.onhostaction = (action) => live() && onHostAction(client, action);
+  client.onpolicy = () => live() && renderHostControls(client);
   client.onencryption = (status) => live() && renderEncryption(status);
   client.onsecurityalert = (alert) => live() && showSecurityAlert(alert);
+}
+
+// ---------------------------------------------------------------------------
+// Host powers: lobby, moderation, the meeting's policy
+
+/** @param {MeetingClient} client @param {string} id @param {string} name @param {boolean} verified */
+function addKnock(client, id, name, verified) {
+  removeKnock(id);
+  const item = el('li', verified ? 'knock' : 'knock unverified');
+  item.dataset.lobbyId = id;
+  const admit = el('button', 'small-button admit', 'Admit');
+  const deny = el('button', 'small-button deny', 'Deny');
+  admit.type = deny.type = 'button';
+  admit.addEventListener('click', () => client.admit(id));
+  deny.addEventListener('click', () => client.deny(id));
+  item.append(el('span', 'lobby-name', verified ? name : `${name} (keys not verified)`), admit, deny);
+  byId('lobby-list').append(item);
+  byId('lobby-box').hidden = false;
+  showToast(`${name} is waiting to join: open People to admit them`, 5000);
+}
+
+/** @param {string} id */
+function removeKnock(id) {
+  document.querySelector(`#lobby-list li[data-lobby-id="${CSS.escape(id)}"]`)?.remove();
+  byId('lobby-box').hidden = !byId('lobby-list').children.length;
+}
+
+const ACTION_TEXT = /** @type {Record<string, string>} */ ({
+  lock: 'locked the meeting', unlock: 'unlocked the meeting', end: 'ended the meeting',
+  permissions: 'changed what people may do', lobby: 'changed the lobby',
+});
+
+/** @param {MeetingClient} client @param {{kind: string, target: string | null, by: string}} action */
+function onHostAction(client, { kind, target, by }) {
+  const self = target !== null && target === client.selfId;
+  const targetName = self ? 'you' : (target && state.participants.get(target)?.name) || 'someone';
+  const text = {
+    mute: `${by} muted ${targetName}`, 'stop-camera': `${by} stopped ${targetName === 'you' ? 'your' : `${targetName}'s`} camera`,
+    'stop-screen': `${by} stopped ${targetName === 'you' ? 'your' : `${targetName}'s`} screen share`,
+    'allow-unmute': `${by} let ${targetName} unmute`, remove: `${by} removed ${targetName}`,
+    cohost: `${by} made ${targetName} a co-host`, 'revoke-cohost': `${by} took co-host from ${targetName}`,
+    admit: '', deny: '',
+  }[kind] ?? `${by} ${ACTION_TEXT[kind] ?? kind}`;
+  if (text) showToast(text, 4000);
+  if (self && kind === 'mute') { state.micOn = false; renderControls(); refreshSelf(); }
+  if (self && kind === 'stop-camera' && state.cameraTrack) toggleCamera();
+  if (self && kind === 'stop-screen') { state.screenTrack = null; renderControls(); }
+  for (const participant of state.participants.values()) renderParticipant(participant);
+}
+
+/** @param {MeetingClient} client */
+function renderHostControls(client) {
+  const policy = client.policy;
+  byId('host-controls').hidden = !client.canModerate;
+  /** @type {HTMLInputElement} */ (byId('lock-meeting')).checked = policy.locked;
+  /** @type {HTMLInputElement} */ (byId('allow-screen')).checked = policy.screen_share === 'everyone';
+  /** @type {HTMLInputElement} */ (byId('allow-chat')).checked = policy.chat;
+  byId('copy-host-link').hidden = !client.hostLink();
+  byId('locked-indicator').hidden = !policy.locked;
+  const screenButton = /** @type {HTMLButtonElement} */ (byId('toggle-screen'));
+  screenButton.disabled = !client.canShareScreen && !state.screenTrack;
+  screenButton.title = client.canShareScreen ? 'Share screen' : 'Only the host can share a screen';
+  for (const participant of state.participants.values()) renderParticipant(participant);
+}
+
+function initHostControls() {
+  const client = () => /** @type {MeetingClient} */ (state.client);
+  byId('lock-meeting').addEventListener('change', (event) =>
+    client().setLocked(/** @type {HTMLInputElement} */ (event.target).checked));
+  byId('allow-screen').addEventListener('change', (event) => client().setPermissions(
+    { screen: /** @type {HTMLInputElement} */ (event.target).checked ? 'everyone' : 'host' }));
+  byId('allow-chat').addEventListener('change', (event) => client().setPermissions(
+    { chat: /** @type {HTMLInputElement} */ (event.target).checked }));
+  byId('copy-host-link').addEventListener('click', async () => {
+    const link = client().hostLink();
+    if (!link) return;
+    try { await navigator.clipboard.writeText(link); showToast('Host link copied: it gives the host role, keep it private'); }
+    catch { showLinkDialog(link); }
+  });
+  byId('end-meeting').addEventListener('click', () => {
+    if (window.confirm('End the meeting for everyone?')) client().endMeeting();
+  });
+}
+
+/**
+ * The host's buttons beside each participant in the list.
+ * @param {Participant} participant
+ */
+function renderHostActions(participant) {
+  const client = state.client;
+  let actions = /** @type {HTMLElement | null} */ (participant.listItem.querySelector('.participant-host-actions'));
+  const show = Boolean(client?.canModerate) && !participant.self;
+  if (!show) { actions?.remove(); return; }
+  if (!actions) {
+    actions = el('div', 'participant-host-actions');
+    const buttons = /** @type {Array<[string, string, (id: string) => unknown]>} */ ([
+      ['host-mute', 'Mute', (id) => client?.mute(id)],
+      ['host-stop-camera', 'Stop video', (id) => client?.stopCamera(id)],
+      ['host-allow', 'Allow unmute', (id) => client?.allowUnmute(id)],
+      ['host-remove', 'Remove', (id) => client?.remove(id)],
+      ['host-cohost', 'Make co-host', (id) => client?.makeCohost(id)],
+    ]);
+    for (const [className, label, act] of buttons) {
+      const button = el('button', `small-button ${className}`, label);
+      button.type = 'button';
+      button.addEventListener('click', () => act(participant.id));
+      actions.append(button);
+    }
+    participant.listItem.append(actions);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -763,6 +882,7 @@ const STATUS_TEXT = /** @type {Record<string, string>} */ ({
   connecting: 'connecting…',
   connected: 'connected',
   reconnecting: 'reconnecting…',
+  lobby: 'waiting for the host…',
   ended: 'meeting ended',
   failed: 'connection failed',
 });
@@ -773,6 +893,13 @@ const ERROR_TEXT = /** @type {Record<string, string>} */ ({
   'server-unreachable': 'Cannot reach the server: retrying…',
   'meeting-full': 'This meeting is full: try again later',
   'unsupported-version': 'This page is out of date: reload it and join again',
+  denied: 'The host did not let you in',
+  removed: 'The host removed you from the meeting',
+  'meeting-locked': 'The meeting is locked: nobody new can come in',
+  'meeting-ended': 'The host ended this meeting',
+  'rate-limited': 'Too many attempts: wait a minute and try again',
+  'screen-share-not-allowed': 'Only the host can share a screen in this meeting',
+  'chat-off': 'The host turned chat off',
 });
 
 /**
@@ -791,10 +918,13 @@ function setStatus(status, text) {
  */
 function onStatus(status, detail) {
   syncSelfId();
+  byId('lobby-card').hidden = status !== 'lobby';
   if (status === 'connected') {
     state.lastErrorCode = null;
     setStatus('connected');
     startMeetingTimer();
+  } else if (status === 'lobby') {
+    setStatus('lobby', detail);
   } else if (status === 'reconnecting' || status === 'connecting') {
     setStatus(status, state.lastErrorCode === 'server-unreachable' ? ERROR_TEXT['server-unreachable'] : undefined);
   } else if (status === 'ended') {
@@ -822,6 +952,8 @@ function onClientError({ code, message, fatal }) {
   state.lastErrorCode = code;
   if (code === 'server-unreachable') {
     setStatus('reconnecting', text);
+  } else if (code === 'screen-share-not-allowed' || code === 'chat-off') {
+    showToast(text, 4000);
   } else {
     console.warn('server refused a message', code, message);
   }
@@ -1006,6 +1138,7 @@ function renderParticipant(participant) {
   const fingerprintLine = /** @type {HTMLElement} */ (listItem.querySelector('.participant-fingerprint'));
   fingerprintLine.textContent = fingerprint || 'Not verified';
   fingerprintLine.title = fingerprint ? 'Fingerprint: compare it with what this person sees for themselves' : '';
+  renderHostActions(participant);
   // Someone whose keys failed verification is marked; nothing is shared with them.
   const verified = participant.self || Boolean(state.client?.participants.get(participant.id)?.peer);
   listItem.classList.toggle('unverified', !verified);
@@ -1631,6 +1764,7 @@ function addChatMessage({ from, name, text, time, self }) {
 function initMeetingPage() {
   fillIconPlaceholders();
   initControls();
+  initHostControls();
   renderPanel();
   initPrejoin().catch((err) => console.error('pre-join failed', err));
 }

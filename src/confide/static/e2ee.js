@@ -150,6 +150,9 @@ export class MeetingKeys {
 
   get identity() { return concat(this.xPublic, this.sPublic); }
 
+  /** This identity's Ed25519 signing key: a co-host signs host actions with it. */
+  get signingKey() { return this._signing?.privateKey ?? null; }
+
   /** @param {number} senderId @param {string} x @param {string} s @param {string} n */
   _transcript(senderId, x, s, n) {
     return encoder.encode(`${LABEL}announce|${this.meetingId}|${senderId}|${x}|${s}|${n}`);

@@ -9,6 +9,9 @@
 import {
   E2eeError, MeetingKeys, fingerprint, kidOf, openChat, parseChat, ratchet, securityCode, sealChat,
 } from './e2ee.js';
+import {
+  HostKey, b64url, fromB64url, hostKeyHash, loadHostSeed, signAction, storeHostSeed, verifyAction,
+} from './host.js';
 
 const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
@@ -81,20 +84,30 @@ export async function createMeeting() {
   const { meeting_id: meetingId } = await created.json();
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const { publicKey } = await deriveJoinKey(secret, meetingId);
+  // The creator is the host: its key signs host actions, this device keeps it.
+  const host = await HostKey.generate();
   const registered = await fetch(`/api/meetings/${meetingId}/join-key`, {
     method: 'PUT', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ join_key: base64url(publicKey) }),
+    body: JSON.stringify({ join_key: base64url(publicKey), host_key: base64url(host.publicKey) }),
   });
   if (!registered.ok) throw new Error(`the server refused the meeting key (${registered.status})`);
-  return { meetingId, linkSecret: base64url(secret) };
+  await storeHostSeed(meetingId, host.seed);
+  const hostHash = await hostKeyHash(host.publicKey);
+  return { meetingId, linkSecret: `${base64url(secret)}.${b64url(hostHash)}` };
 }
 
-/** @param {Location} location @returns {{meetingId: string, linkSecret: string} | null} */
+/**
+ * The meeting link: `/m/<id>#<link secret>.<host key hash>`, and for the host's
+ * other devices `.<host seed>` after that (a host link).
+ * @param {Location} location
+ * @returns {{meetingId: string, linkSecret: string, hostHash: string, hostSeed: string | null} | null}
+ */
 export function parseMeetingLink(location) {
   const match = /^\/m\/([a-z2-7]{26})$/.exec(location.pathname);
-  const secret = location.hash.replace(/^#/, '');
-  if (!match || !/^[A-Za-z0-9_-]{43}$/.test(secret)) return null;
-  return { meetingId: match[1], linkSecret: secret };
+  const fragment = /^#([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})(?:\.([A-Za-z0-9_-]{43}))?$/
+    .exec(location.hash);
+  if (!match || !fragment) return null;
+  return { meetingId: match[1], linkSecret: fragment[1], hostHash: fragment[2], hostSeed: fragment[3] ?? null };
 }
 
 /** @param {string} kind 'audio' | 'camera' | 'screen' */
@@ -110,10 +123,31 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
  */
 
 export class MeetingClient {
-  /** @param {{meetingId: string, linkSecret: string}} link */
-  constructor({ meetingId, linkSecret }) {
+  /** @param {{meetingId: string, linkSecret: string, hostHash: string, hostSeed?: string | null}} link */
+  constructor({ meetingId, linkSecret, hostHash, hostSeed = null }) {
     this.meetingId = meetingId;
     this.linkSecret = fromBase64url(linkSecret);
+    this.hostHash = fromB64url(hostHash);
+    this._hostSeed = hostSeed ? fromB64url(hostSeed) : null;
+    /** @type {HostKey | null} the host key, if this device holds it */ this.hostKey = null;
+    this.isHost = false;
+    this.isCohost = false;
+    /** @type {{locked: boolean, lobby: boolean, screen_share: string, chat: boolean, has_host: boolean}} */
+    this.policy = { locked: false, lobby: true, screen_share: 'host', chat: true, has_host: true };
+    /** Co-host keys named by host actions this client checked, by participant id. @type {Map<string, string>} */
+    this._cohosts = new Map();
+    /** People waiting in the lobby (for hosts). @type {Map<string, {name: string, verified: boolean}>} */
+    this.knocks = new Map();
+    /** @type {(l: {position: number, hostHere: boolean}) => void} waiting in the lobby */
+    this.onlobby = () => {};
+    /** @type {(k: {id: string, name: string, verified: boolean}) => void} someone knocks (hosts only) */
+    this.onknock = () => {};
+    /** @type {(k: {id: string}) => void} */
+    this.onknockgone = () => {};
+    /** @type {(a: {kind: string, target: string | null, params: any, by: string, byHost: boolean}) => void} a checked host action */
+    this.onhostaction = () => {};
+    /** @type {() => void} the host role or the meeting policy changed */
+    this.onpolicy = () => {};
     /** @type {(status: string, detail: string) => void} */
     this.onstatus = () => {};
     /** @type {(p: {id: string, name: string, media: MediaState}) => void} */
@@ -187,6 +221,15 @@ export class MeetingClient {
     this._audioTrack = audioTrack;
     this._cameraTrack = videoTrack;
     this._joinKey = (await deriveJoinKey(this.linkSecret, this.meetingId)).privateKey;
+    // The host key, from a host link or from this device's store, if it matches the link.
+    const seed = this._hostSeed ?? await loadHostSeed(this.meetingId);
+    if (seed) {
+      const key = await HostKey.fromSeed(seed);
+      if (b64url(await hostKeyHash(key.publicKey)) === b64url(this.hostHash)) {
+        this.hostKey = key;
+        if (this._hostSeed) await storeHostSeed(this.meetingId, seed);
+      }
+    }
     this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
     await this._connect();
   }
@@ -259,16 +302,40 @@ export class MeetingClient {
         const challenge = joinChallenge(this.meetingId, fromBase64url(String(message.nonce)));
         const proof = new Uint8Array(await crypto.subtle.sign('Ed25519',
           /** @type {CryptoKey} */ (this._joinKey), challenge));
+        const nonce = fromBase64url(String(message.nonce));
+        const hostProof = this.hostKey ? { host_proof: b64url(await this.hostKey.proveHost(this.meetingId, nonce)) } : {};
         this._send({ type: 'hello', version: PROTOCOL_VERSION, meeting: this.meetingId,
-          proof: base64url(proof), profile: this._profile });
+          proof: base64url(proof), profile: this._profile, ...hostProof });
         break;
       }
+      case 'lobby':
+        this.onstatus('lobby', message.host_here ? 'Waiting for the host to let you in'
+          : 'Waiting for the host to arrive');
+        this.onlobby({ position: message.position, hostHere: message.host_here });
+        break;
+      case 'knock':
+        await this._knock(message.id, message.profile);
+        break;
+      case 'knock-gone':
+        if (this.knocks.delete(message.id)) this.onknockgone({ id: message.id });
+        break;
+      case 'host-action':
+        await this._receiveHostAction(message);
+        break;
+      case 'ended':
+        this._fatal = true;
+        this.onstatus('ended', 'The host ended the meeting');
+        break;
       case 'welcome':
         this._selfId = message.you;
         this._wasWelcomed = true;
         this._attempt = 0;
         this._iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
+        this.isHost = Boolean(message.host);
+        this.policy = message.policy ?? this.policy;
+        this.onpolicy();
         for (const p of message.participants) await this._addParticipant(p);
+        for (const knock of message.lobby ?? []) await this._knock(knock.id, knock.profile);
         await this._startSending();
         this._createPeerConnection();
         this._announceMedia();
@@ -664,6 +731,91 @@ export class MeetingClient {
       transceiver.direction = direction;
       await this._negotiate();
     }
+  }
+
+  /** @param {string} id @param {string} profile */
+  async _knock(id, profile) {
+    let name = 'Unverified guest';
+    let verified = false;
+    try {
+      name = (await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(profile)).name.slice(0, 64) || 'Guest';
+      verified = true;
+    } catch (error) {
+      if (!(error instanceof E2eeError)) throw error;
+    }
+    this.knocks.set(id, { name, verified });
+    this.onknock({ id, name, verified });
+  }
+
+  /** Check a relayed host action against the host key the link names, then act on it. @param {any} message */
+  async _receiveHostAction(message) {
+    const action = await verifyAction(String(message.action), String(message.signature), this.hostHash,
+      new Set(this._cohosts.values()));
+    if (!action || action.meeting !== this.meetingId) {
+      this.onsecurityalert({ participantId: message.from ?? null,
+        message: 'A host action that the host did not sign was ignored: possible attack' });
+      return;
+    }
+    const { kind, target, params } = action;
+    if (kind === 'cohost') this._cohosts.set(target, params.key);
+    if (kind === 'revoke-cohost') this._cohosts.delete(target);
+    if (target === this._selfId && (kind === 'cohost' || kind === 'revoke-cohost')) this.isCohost = kind === 'cohost';
+    if (kind === 'lock' || kind === 'unlock') this.policy = { ...this.policy, locked: kind === 'lock' };
+    if (kind === 'lobby') this.policy = { ...this.policy, lobby: params.on !== false };
+    if (kind === 'permissions') {
+      this.policy = { ...this.policy, ...(params.screen ? { screen_share: params.screen } : {}),
+        ...(typeof params.chat === 'boolean' ? { chat: params.chat } : {}) };
+    }
+    if (target === this._selfId) {
+      // Honour the host: the SFU has stopped forwarding this anyway.
+      if (kind === 'mute') this.setMicrophoneEnabled(false);
+      if (kind === 'stop-screen') await this.stopScreenShare();
+    }
+    this.onpolicy();
+    const by = message.from === this._selfId ? 'You' : this.participants.get(message.from)?.name ?? 'The host';
+    this.onhostaction({ kind, target, params, by, byHost: action.byHost });
+  }
+
+  /** Whether this person may act as host (the host, or a co-host the host named). */
+  get canModerate() { return this.isHost || this.isCohost; }
+
+  get canShareScreen() { return this.policy.screen_share === 'everyone' || this.canModerate; }
+
+  /** Sign a host action with the host key (or, for a co-host, its identity key) and send it. @param {string} kind @param {string | null} [target] @param {object} [params] */
+  async hostAct(kind, target = null, params = {}) {
+    let signed;
+    if (this.isHost && this.hostKey) {
+      signed = await signAction(this.hostKey.privateKey, this.hostKey.publicKey, { meeting: this.meetingId, kind, target, params });
+    } else if (this.isCohost && this.keys?.signingKey) {
+      signed = await signAction(this.keys.signingKey, this.keys.sPublic, { meeting: this.meetingId, kind, target, params });
+    } else {
+      throw new Error('only the host can do that');
+    }
+    this._send({ type: 'host-action', ...signed });
+  }
+
+  /** @param {string} id */ admit(id) { return this.hostAct('admit', id); }
+  /** @param {string} id */ deny(id) { return this.hostAct('deny', id); }
+  /** @param {string} id */ remove(id) { return this.hostAct('remove', id); }
+  /** @param {string} id */ mute(id) { return this.hostAct('mute', id); }
+  /** @param {string} id */ stopCamera(id) { return this.hostAct('stop-camera', id); }
+  /** @param {string} id */ stopScreen(id) { return this.hostAct('stop-screen', id); }
+  /** @param {string} id */ allowUnmute(id) { return this.hostAct('allow-unmute', id); }
+  /** @param {boolean} locked */ setLocked(locked) { return this.hostAct(locked ? 'lock' : 'unlock'); }
+  /** @param {{screen?: string, chat?: boolean}} permissions */ setPermissions(permissions) { return this.hostAct('permissions', null, permissions); }
+  endMeeting() { return this.hostAct('end'); }
+  /** @param {string} id */
+  makeCohost(id) {
+    const peer = this.participants.get(id)?.peer;
+    if (!peer) throw new Error('cannot name an unverified participant co-host');
+    return this.hostAct('cohost', id, { key: b64url(peer.sPublic) });
+  }
+  /** @param {string} id */ revokeCohost(id) { return this.hostAct('revoke-cohost', id); }
+
+  /** A link that gives the host role on another device: keep it private. */
+  hostLink() {
+    if (!this.hostKey) return null;
+    return `${location.origin}/m/${this.meetingId}#${base64url(this.linkSecret)}.${b64url(this.hostHash)}.${b64url(this.hostKey.seed)}`;
   }
 
   /** @param {string} text */

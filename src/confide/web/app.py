@@ -108,9 +108,13 @@ async def register_join_key(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="join_key must be a 32-byte Ed25519 public key, base64url")
     meeting_id, directory = request.match_info["meeting_id"], request.app[DIRECTORY]
     now = time.time()
+    host_key = body.get("host_key")
+    if host_key is not None and not isinstance(host_key, str):
+        raise web.HTTPBadRequest(text="host_key must be a 32-byte Ed25519 public key, base64url")
     try:
         key = parse_base64url("join_key", join_key, 32)
-        directory.register_join_key(meeting_id, key, now)
+        host = parse_base64url("host_key", host_key, 32) if host_key is not None else None
+        directory.register_join_key(meeting_id, key, now, host_key=host)
     except RemoteProtocolError as error:
         raise web.HTTPBadRequest(text=error.message) from error
     except MeetingError as error:
@@ -156,7 +160,9 @@ async def _keep_meetings(app: web.Application) -> AsyncIterator[None]:
         return
     now = time.time()
     for kept in store.open():
-        directory.restore(kept.id, kept.join_key, kept.created_at, kept.last_used_at)
+        directory.restore(
+            kept.id, kept.join_key, kept.created_at, kept.last_used_at, kept.host_key
+        )
     _erase_expired(app, now)
     logger.info("loaded meetings=%d", len(directory.meetings))
     yield
@@ -208,7 +214,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[HUB] = Hub(settings=settings, directory=app[DIRECTORY], sfu=app[SFU])
     if settings.store is not None:
-        app[STORE] = MeetingStore(settings.store)
+        store = app[STORE] = MeetingStore(settings.store)
+        # A meeting its host ended is erased from the file at once.
+        app[HUB].on_meeting_ended = lambda meeting_id: store.delete([meeting_id])
     app.cleanup_ctx.append(_keep_meetings)
     app.cleanup_ctx.append(_media)
     app.router.add_get("/", _page("index.html"))
