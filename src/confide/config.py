@@ -24,6 +24,12 @@ class Settings:
     """Seconds between sweeps that forget expired meetings."""
     media_timeout: float = 8.0
     """Seconds without media or ICE checks before a participant counts as gone."""
+    join_rate_per_address: float = 2.0
+    join_burst_per_address: float = 60.0
+    """Join attempts one address may make: a burst, then a rate per second. Generous,
+    as a school or an office joins from behind one address."""
+    join_rate_per_meeting: float = 5.0
+    join_burst_per_meeting: float = 100.0
     tls_cert: Path | None = None
     """PEM certificate chain to serve HTTPS with; `tls_key` holds its private key."""
     tls_key: Path | None = None

@@ -52,8 +52,6 @@ CLOSE_GONE = 4410
 CLOSE_RATE_LIMITED = 4429
 MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
 """Messages per second a client may send; the burst covers rekeying a large meeting."""
-JOIN_RATE_PER_ADDRESS, JOIN_BURST_PER_ADDRESS = 0.5, 10.0
-JOIN_RATE_PER_MEETING, JOIN_BURST_PER_MEETING = 2.0, 30.0
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
                "meeting-ended", "bad-host-proof"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
@@ -127,15 +125,18 @@ class Hub:
     lobbies: dict[str, dict[str, Session]] = field(default_factory=dict)
     """Sessions waiting to be let in, by meeting id, then lobby id, in arrival order."""
     counters: Counter[str] = field(default_factory=Counter)
-    joins_by_address: RateLimiter = field(
-        default_factory=lambda: RateLimiter(JOIN_RATE_PER_ADDRESS, JOIN_BURST_PER_ADDRESS))
-    joins_by_meeting: RateLimiter = field(
-        default_factory=lambda: RateLimiter(JOIN_RATE_PER_MEETING, JOIN_BURST_PER_MEETING))
+    joins_by_address: RateLimiter = field(init=False)
+    joins_by_meeting: RateLimiter = field(init=False)
     on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
     """Called when a host ends a meeting, to erase it from the store too."""
 
     def __post_init__(self) -> None:
         self.sfu.on_endpoint_lost = self._endpoint_lost
+        settings = self.settings
+        self.joins_by_address = RateLimiter(
+            settings.join_rate_per_address, settings.join_burst_per_address)
+        self.joins_by_meeting = RateLimiter(
+            settings.join_rate_per_meeting, settings.join_burst_per_meeting)
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE_BYTES)
@@ -347,13 +348,13 @@ class Hub:
             guest = waiting.pop(target)
             guest.lobby_id = None
             await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
-            await self._refuse(guest, RemoteProtocolError(
-                "denied", "the host did not let you in", fatal=True))
+            await self._dismiss(guest, {"type": "error", "code": "denied", "fatal": True,
+                                        "message": "the host did not let you in"})
             await self._tell_lobby(meeting)
         elif kind == "remove" and target is not None:
             removed = members[target]
-            await self._refuse(removed, RemoteProtocolError(
-                "removed", "the host removed you from the meeting", fatal=True))
+            await self._dismiss(removed, {"type": "error", "code": "removed", "fatal": True,
+                                          "message": "the host removed you from the meeting"})
             await self._depart(removed, "removed")
         elif kind in BLOCKING_ACTIONS and target is not None:
             endpoint = members[target].endpoint
@@ -369,15 +370,23 @@ class Hub:
         elif kind == "end":
             await self._end(meeting)
 
+    async def _dismiss(self, session: Session, last_message: dict[str, Any]) -> None:
+        """Tell someone why, then close their socket without waiting here: the close
+        handshake is read by their own session, not by the one acting on them."""
+        await self._send(session, last_message)
+        session.closed = True
+        reason = str(last_message.get("code", last_message["type"])).encode()
+        asyncio.get_running_loop().create_task(
+            session.socket.close(code=CLOSE_REFUSED, message=reason))
+
     async def _end(self, meeting: Meeting) -> None:
         everyone = [*self.sessions.get(meeting.id, {}).values(),
                     *self.lobbies.pop(meeting.id, {}).values()]
         for member in everyone:
-            await self._send(member, {"type": "ended", "message": "the host ended the meeting"})
             member.lobby_id = None
+            await self._dismiss(member, {"type": "ended", "message": "the host ended the meeting"})
+        for member in everyone:
             await self._depart(member, "ended")
-            await member.socket.close(code=CLOSE_GONE, message=b"ended")
-            member.closed = True
         self.directory.meetings.pop(meeting.id, None)
         self.on_meeting_ended(meeting.id)
         logger.info("ended meeting=%s", meeting.id)
