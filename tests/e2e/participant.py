@@ -126,6 +126,11 @@ class Participant:
         if button.get_attribute("aria-pressed") != "true":
             button.click()
 
+    def client_call(self, method: str, *args: object) -> object:
+        """Call a method of this page's MeetingClient, as its UI would."""
+        return self.page.evaluate(
+            "([method, args]) => window.confideClient[method](...args)", [method, list(args)])
+
     def admit(self, name: str) -> None:
         """As the host: let the person of this name in from the lobby."""
         self.open_panel("participants")

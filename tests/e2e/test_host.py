@@ -310,3 +310,93 @@ def test_the_host_can_turn_chat_off_and_end_the_meeting(browser: Browser, server
     finally:
         host.close()
         guest.close()
+
+
+def test_remove_and_change_link_shuts_out_the_old_link(browser: Browser, server: Server) -> None:
+    host, guest, old_link = host_and_guest(browser, server)
+    troll = Participant(browser, server, "Troll")
+    newcomer = Participant(browser, server, "Nadia")
+    try:
+        troll.join(old_link)
+        troll_id = troll.self_id
+        host.open_panel("participants")
+        entry = host.page.locator(f"#participant-list li[data-participant-id='{troll_id}']")
+        entry.locator(".host-remove-rekey").click()
+        troll.wait_for_status("failed")
+        # Those who stay get the new link, pairwise; the address bar shows it.
+        guest.page.wait_for_function(f"() => location.href !== {json.dumps(old_link)}",
+                                     timeout=10_000)
+        new_link = guest.page.url
+        assert host.page.url == new_link
+        assert new_link.split("#")[1].split(".")[0] != old_link.split("#")[1].split(".")[0]
+        # The removed person comes back with the old link: it no longer works.
+        troll.page.goto(old_link)
+        troll.page.reload()
+        troll.join(wait_connected=False)
+        troll.wait_for_status("failed")
+        assert "not valid" in troll.status_text
+        # Someone with the new link gets in, and everyone verifies everyone.
+        newcomer.join(new_link)
+        people = (host, guest, newcomer)
+        for person in people:
+            person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+            assert person.page.locator("#security-alert").is_hidden()
+        codes = {p.page.locator("#security-code").inner_text() for p in people}
+        assert len(codes) == 1
+        still_live(host, guest)
+        assert newcomer.self_id in host.wait_for_playing({newcomer.self_id})
+    finally:
+        for person in (host, guest, troll, newcomer):
+            person.close()
+
+
+def test_a_cohost_can_admit_and_loses_the_power_when_revoked(
+    browser: Browser, server: Server
+) -> None:
+    host, guest, link = host_and_guest(browser, server)
+    visitor = Participant(browser, server, "Viv")
+    try:
+        host.open_panel("participants")
+        entry = host.page.locator(f"#participant-list li[data-participant-id='{guest.self_id}']")
+        entry.locator(".host-cohost").click()
+        guest.open_panel("participants")
+        guest.page.locator("#host-controls").wait_for(timeout=10_000)
+        knock(visitor, link)
+        guest.admit("Viv")
+        visitor.wait_for_status("connected")
+        entry.locator(".host-cohost").wait_for()
+        host.client_call("revokeCohost", guest.self_id)
+        guest.page.locator("#host-controls").wait_for(state="hidden", timeout=10_000)
+        # A revoked co-host's signature no longer counts at the server.
+        reply = guest.page.evaluate("""async () => {
+          const client = window.confideClient;
+          client.isCohost = true;  // a modified client that ignores the revocation
+          const answer = new Promise((resolve) => { client.onerror = (e) => resolve(e.code); });
+          await client.hostAct('lock');
+          return answer;
+        }""")
+        assert reply == "not-host"
+        still_live(host, guest)
+    finally:
+        for person in (host, guest, visitor):
+            person.close()
+
+
+def test_a_host_link_gives_the_host_role_on_another_device(
+    browser: Browser, server: Server
+) -> None:
+    host = Participant(browser, server, "Hilde")
+    link = host.create_meeting()
+    host.join()
+    host_link = host.page.evaluate("() => window.confideClient.hostLink()")
+    assert host_link.startswith(link.split("#")[0]) and host_link.count(".") > link.count(".")
+    phone = Participant(browser, server, "Hilde on the phone")  # another browser profile
+    try:
+        phone.join(host_link)  # no lobby: the host key proves the host role
+        assert phone.page.evaluate("() => window.confideClient.isHost")
+        phone.open_panel("participants")
+        phone.page.locator("#host-controls").wait_for()
+        assert host.self_id in phone.wait_for_playing({host.self_id})
+    finally:
+        host.close()
+        phone.close()

@@ -26,7 +26,7 @@ MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 MAX_REMEMBERED_NONCES = 4096
 TARGETED = {"admit", "deny", "remove", "mute", "allow-unmute", "stop-camera", "stop-screen",
             "cohost", "revoke-cohost"}
-UNTARGETED = {"lock", "unlock", "permissions", "end", "lobby"}
+UNTARGETED = {"lock", "unlock", "permissions", "end", "lobby", "rekey-link"}
 KINDS = TARGETED | UNTARGETED
 
 
@@ -140,8 +140,11 @@ class Moderation:
             raise ModerationError("replayed-action", "that host action was already done")
         self.seen_nonces.append(action.nonce)
         del self.seen_nonces[:-MAX_REMEMBERED_NONCES]
-        if action.kind in ("cohost", "revoke-cohost") and action.signer != self.host_key:
-            raise ModerationError("not-host", "only the host can name co-hosts")
+        if action.kind in ("cohost", "revoke-cohost", "rekey-link") and (
+                action.signer != self.host_key):
+            raise ModerationError("not-host", "only the host can do that")
+        if action.kind == "rekey-link":
+            _decode_key(action.params.get("join_key"), "new join key")
 
     def apply(self, action: HostAction) -> None:
         """Change the policy an authorized action sets; lobby moves and removals are

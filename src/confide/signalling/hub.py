@@ -38,8 +38,10 @@ from .messages import (
     Media,
     Offer,
     Ping,
+    ProfileUpdate,
     Relay,
     RemoteProtocolError,
+    parse_base64url,
     parse_client_message,
 )
 
@@ -129,6 +131,8 @@ class Hub:
     joins_by_meeting: RateLimiter = field(init=False)
     on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
     """Called when a host ends a meeting, to erase it from the store too."""
+    on_meeting_changed: Callable[[Meeting], None] = lambda meeting: None
+    """Called when a host changes what the store keeps (a new join key)."""
 
     def __post_init__(self) -> None:
         self.sfu.on_endpoint_lost = self._endpoint_lost
@@ -233,6 +237,11 @@ class Hub:
             })
         elif isinstance(message, HostActionMessage):
             await self._host_action(session, message)
+        elif isinstance(message, ProfileUpdate):
+            session.participant.profile = message.profile
+            await self._broadcast(session.meeting.id, {
+                "type": "profile", "id": session.participant.id, "profile": message.profile,
+            }, exclude=session.participant.id)
 
     async def _hello(self, session: Session, hello: Hello) -> None:
         if session.participant is not None or session.lobby_id is not None:
@@ -333,10 +342,13 @@ class Hub:
             "type": "host-action", "from": session.participant.id, "action": message.action,
             "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("="),
         }, exclude=None)
-        await self._carry_out(meeting, action.kind, target)
+        await self._carry_out(meeting, action.kind, target, action.params)
 
-    async def _carry_out(self, meeting: Meeting, kind: str, target: str | None) -> None:
-        """What the server does for an action that moves people or media."""
+    async def _carry_out(
+        self, meeting: Meeting, kind: str, target: str | None, params: dict[str, Any] | None = None
+    ) -> None:
+        """What the server does for an action that moves people, media or keys."""
+        params = params or {}
         members = self.sessions.get(meeting.id, {})
         waiting = self.lobbies.get(meeting.id, {})
         if kind == "admit" and target is not None:
@@ -369,6 +381,10 @@ class Hub:
                 await self._carry_out(meeting, "admit", lobby_id)
         elif kind == "end":
             await self._end(meeting)
+        elif kind == "rekey-link":
+            # The old link stops working: only the new join key admits from now on.
+            meeting.join_key = parse_base64url("join_key", str(params["join_key"]), 32)
+            self.on_meeting_changed(meeting)
 
     async def _dismiss(self, session: Session, last_message: dict[str, Any]) -> None:
         """Tell someone why, then close their socket without waiting here: the close

@@ -88,6 +88,13 @@ class HostActionMessage:
 
 
 @dataclass(frozen=True)
+class ProfileUpdate:
+    """A new announcement, after the host changed the link (and so the roster key)."""
+
+    profile: str
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
@@ -97,7 +104,9 @@ class Leave:
     pass
 
 
-ClientMessage = Hello | Offer | Media | Chat | Relay | HostActionMessage | Ping | Leave
+ClientMessage = (
+    Hello | Offer | Media | Chat | Relay | HostActionMessage | ProfileUpdate | Ping | Leave
+)
 
 
 def _bad(message: str) -> RemoteProtocolError:
@@ -192,6 +201,8 @@ def parse_client_message(text: str) -> ClientMessage:
             action=_field(obj, "action", str, MAX_ACTION_CHARS),
             signature=parse_base64url("signature", _field(obj, "signature", str, 128), 64),
         )
+    if kind == "profile":
+        return ProfileUpdate(profile=_field(obj, "profile", str, MAX_PROFILE_CHARS))
     if kind == "ping":
         return Ping()
     if kind == "leave":

@@ -573,6 +573,13 @@ function wireClient(client) {
   client.onknockgone = ({ id }) => live() && removeKnock(id);
   client.onhostaction = (action) => live() && onHostAction(client, action);
   client.onpolicy = () => live() && renderHostControls(client);
+  client.onlinkchanged = (link) => {
+    if (!live()) return;
+    // The address bar now holds the new link; the old one no longer lets anyone in.
+    history.replaceState(null, '', link);
+    state.link = parseMeetingLink(location);
+    showToast('The meeting link changed: share the new one, the old link no longer works', 6000);
+  };
   client.onencryption = (status) => live() && renderEncryption(status);
   client.onsecurityalert = (alert) => live() && showSecurityAlert(alert);
 }
@@ -675,6 +682,7 @@ function renderHostActions(participant) {
       ['host-stop-camera', 'Stop video', (id) => client?.stopCamera(id)],
       ['host-allow', 'Allow unmute', (id) => client?.allowUnmute(id)],
       ['host-remove', 'Remove', (id) => client?.remove(id)],
+      ['host-remove-rekey', 'Remove and change link', (id) => client?.removeAndRekey(id)],
       ['host-cohost', 'Make co-host', (id) => client?.makeCohost(id)],
     ]);
     for (const [className, label, act] of buttons) {

@@ -114,6 +114,21 @@ export async function fingerprint(identityKey) {
  *   identity: Uint8Array}} Announcement
  */
 
+/** The roster MAC key and name key from the link secret. @param {Uint8Array} linkSecret @param {string} meetingId */
+async function rosterKeys(linkSecret, meetingId) {
+  const roster = await hkdf(linkSecret, encoder.encode(meetingId), `${LABEL}roster-key`);
+  const macKey = await hkdf(roster, new Uint8Array(0), `${LABEL}roster-mac`);
+  const nameKey = await aesKey(await hkdf(roster, new Uint8Array(0), `${LABEL}roster-names`));
+  return { macKey, nameKey };
+}
+
+/** A short hash of a link secret, which a signed rekey action carries. @param {Uint8Array} linkSecret */
+export async function linkSecretHash(linkSecret) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256',
+    concat(encoder.encode(`${LABEL}link-secret|`), linkSecret)));
+  return toBase64(digest.subarray(0, 16));
+}
+
 export class MeetingKeys {
   /** @param {string} meetingId @param {Uint8Array} rosterMacKey @param {CryptoKey} nameKey */
   constructor(meetingId, rosterMacKey, nameKey) {
@@ -131,10 +146,29 @@ export class MeetingKeys {
 
   /** @param {Uint8Array} linkSecret @param {string} meetingId */
   static async fromLink(linkSecret, meetingId) {
-    const roster = await hkdf(linkSecret, encoder.encode(meetingId), `${LABEL}roster-key`);
-    const macKey = await hkdf(roster, new Uint8Array(0), `${LABEL}roster-mac`);
-    const nameKey = await aesKey(await hkdf(roster, new Uint8Array(0), `${LABEL}roster-names`));
+    const { macKey, nameKey } = await rosterKeys(linkSecret, meetingId);
     return new MeetingKeys(meetingId, macKey, nameKey);
+  }
+
+  /** The host changed the link: keep this identity, take the new roster keys. @param {Uint8Array} linkSecret */
+  async setLink(linkSecret) {
+    const { macKey, nameKey } = await rosterKeys(linkSecret, this.meetingId);
+    this._macKey = crypto.subtle.importKey('raw', macKey, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    this._nameKey = nameKey;
+  }
+
+  /** Seal a secret for one peer under our pairwise key, bound to `label`. @param {Announcement} peer @param {string} label @param {Uint8Array} secret */
+  async sealFor(peer, label, secret) {
+    return toBase64(await seal(await this._pairwiseKey(peer.xPublic), secret,
+      concat(encoder.encode(`${LABEL}${label}|`), this.xPublic, peer.xPublic)));
+  }
+
+  /** @param {Announcement} peer @param {string} label @param {string} sealed */
+  async openFrom(peer, label, sealed) {
+    let bytes;
+    try { bytes = fromBase64(sealed); } catch { throw new E2eeError('sealed secret is not base64'); }
+    return open(await this._pairwiseKey(peer.xPublic), bytes,
+      concat(encoder.encode(`${LABEL}${label}|`), peer.xPublic, this.xPublic));
   }
 
   /** A fresh identity for this meeting (and for each rejoin). */

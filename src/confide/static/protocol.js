@@ -7,7 +7,8 @@
  */
 
 import {
-  E2eeError, MeetingKeys, fingerprint, kidOf, openChat, parseChat, ratchet, securityCode, sealChat,
+  E2eeError, MeetingKeys, fingerprint, kidOf, linkSecretHash, openChat, parseChat, ratchet,
+  securityCode, sealChat,
 } from './e2ee.js';
 import {
   HostKey, b64url, fromB64url, hostKeyHash, loadHostSeed, signAction, storeHostSeed, verifyAction,
@@ -148,6 +149,12 @@ export class MeetingClient {
     this.onhostaction = () => {};
     /** @type {() => void} the host role or the meeting policy changed */
     this.onpolicy = () => {};
+    /** @type {(link: string) => void} the host changed the meeting link: this is the new one */
+    this.onlinkchanged = () => {};
+    /** The hash of the new link secret a verified rekey action announced, until it arrives. */
+    this._expectedLinkHash = '';
+    /** Profiles that arrived under a roster key we do not have yet. @type {Array<{id: string, profile: string}>} */
+    this._waitingProfiles = [];
     /** @type {(status: string, detail: string) => void} */
     this.onstatus = () => {};
     /** @type {(p: {id: string, name: string, media: MediaState}) => void} */
@@ -369,6 +376,9 @@ export class MeetingClient {
       case 'relay':
         await this._receiveRelay(message.from, message.body);
         break;
+      case 'profile':
+        await this._updateProfile(message.id, message.profile);
+        break;
       case 'media': {
         const participant = this.participants.get(message.id);
         if (!participant) break;
@@ -482,6 +492,10 @@ export class MeetingClient {
   async _receiveRelay(from, body) {
     const peer = this.participants.get(from)?.peer;
     if (!peer || !this.keys) return;
+    if (body.includes('"link-secret"')) {
+      await this._receiveLinkSecret(peer, body);
+      return;
+    }
     try {
       const { kid, senderKey } = await this.keys.unwrapSenderKey(peer, body);
       if (!this._receiveKeys.has(peer.senderId)) this._receiveKeys.set(peer.senderId, new Map());
@@ -757,6 +771,7 @@ export class MeetingClient {
       return;
     }
     const { kind, target, params } = action;
+    if (kind === 'rekey-link' && message.from !== this._selfId) this._expectedLinkHash = String(params.secret_hash ?? '');
     if (kind === 'cohost') this._cohosts.set(target, params.key);
     if (kind === 'revoke-cohost') this._cohosts.delete(target);
     if (target === this._selfId && (kind === 'cohost' || kind === 'revoke-cohost')) this.isCohost = kind === 'cohost';
@@ -774,6 +789,77 @@ export class MeetingClient {
     this.onpolicy();
     const by = message.from === this._selfId ? 'You' : this.participants.get(message.from)?.name ?? 'The host';
     this.onhostaction({ kind, target, params, by, byHost: action.byHost });
+  }
+
+  /**
+   * The host re-keyed the link: the new secret must match the hash in the signed
+   * rekey action, so neither the server nor another participant can plant one.
+   * @param {Announcement} peer @param {string} body
+   */
+  async _receiveLinkSecret(peer, body) {
+    try {
+      const { secret } = JSON.parse(body);
+      const linkSecret = await /** @type {MeetingKeys} */ (this.keys).openFrom(peer, 'link-secret', String(secret));
+      if (!this._expectedLinkHash || await linkSecretHash(linkSecret) !== this._expectedLinkHash) {
+        throw new E2eeError('a link secret the host did not announce');
+      }
+      await this._adoptLink(linkSecret);
+    } catch (error) {
+      if (!(error instanceof E2eeError) && !(error instanceof SyntaxError)) throw error;
+      this.onsecurityalert({ participantId: null, message: `A new meeting link was refused (${error.message}): possible attack` });
+    }
+  }
+
+  /** Take a new link secret: new join key and roster keys, same identity; announce again. @param {Uint8Array} linkSecret */
+  async _adoptLink(linkSecret) {
+    this._expectedLinkHash = '';
+    this.linkSecret = linkSecret;
+    this._joinKey = (await deriveJoinKey(linkSecret, this.meetingId)).privateKey;
+    await /** @type {MeetingKeys} */ (this.keys).setLink(linkSecret);
+    this._profile = await /** @type {MeetingKeys} */ (this.keys).announce(this._name);
+    this._send({ type: 'profile', profile: this._profile });
+    const waiting = this._waitingProfiles.splice(0);
+    for (const { id, profile } of waiting) await this._updateProfile(id, profile);
+    this.onlinkchanged(`${location.origin}/m/${this.meetingId}#${base64url(linkSecret)}.${b64url(this.hostHash)}`);
+  }
+
+  /** Someone announced again (after a rekey): same keys, new roster MAC. @param {string} id @param {string} profile */
+  async _updateProfile(id, profile) {
+    const person = this.participants.get(id);
+    if (!person || !this.keys) return;
+    try {
+      const peer = await this.keys.openAnnouncement(profile);
+      if (person.peer && toKey(person.peer.identity) !== toKey(peer.identity)) {
+        throw new E2eeError('a participant announced other keys');
+      }
+      person.peer = peer;
+      person.name = peer.name.trim().slice(0, 64) || person.name;
+    } catch (error) {
+      if (!(error instanceof E2eeError)) throw error;
+      if (this._expectedLinkHash) { this._waitingProfiles.push({ id, profile }); return; }
+      this.onsecurityalert({ participantId: id, message: `A participant's new announcement failed (${error.message})` });
+    }
+  }
+
+  /** As the host: a new link secret for everyone still here, so the old link stops working. */
+  async rekeyLink() {
+    if (!this.isHost || !this.keys) throw new Error('only the host can change the link');
+    const linkSecret = crypto.getRandomValues(new Uint8Array(32));
+    const { publicKey } = await deriveJoinKey(linkSecret, this.meetingId);
+    await this.hostAct('rekey-link', null,
+      { join_key: base64url(publicKey), secret_hash: await linkSecretHash(linkSecret) });
+    for (const [id, person] of this.participants) {
+      if (!person.peer) continue;
+      const secret = await this.keys.sealFor(person.peer, 'link-secret', linkSecret);
+      this._send({ type: 'relay', to: id, body: JSON.stringify({ t: 'link-secret', secret }) });
+    }
+    await this._adoptLink(linkSecret);
+  }
+
+  /** @param {string} id */
+  async removeAndRekey(id) {
+    await this.remove(id);
+    await this.rekeyLink();
   }
 
   /** Whether this person may act as host (the host, or a co-host the host named). */

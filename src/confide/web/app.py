@@ -217,6 +217,7 @@ def create_app(settings: Settings) -> web.Application:
         store = app[STORE] = MeetingStore(settings.store)
         # A meeting its host ended is erased from the file at once.
         app[HUB].on_meeting_ended = lambda meeting_id: store.delete([meeting_id])
+        app[HUB].on_meeting_changed = lambda meeting: store.save(meeting, time.time())
     app.cleanup_ctx.append(_keep_meetings)
     app.cleanup_ctx.append(_media)
     app.router.add_get("/", _page("index.html"))
