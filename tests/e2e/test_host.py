@@ -220,6 +220,10 @@ def test_a_host_mute_is_enforced_by_the_sfu_even_against_a_modified_client(
         host.page.locator(
             f"#participant-list li[data-participant-id='{guest.self_id}'] .host-mute").click()
         guest.page.get_by_text("muted you").wait_for(timeout=10_000)
+        # The honest client does not pretend: unmuting is refused, with the reason.
+        guest.page.locator("#toggle-mic").click()
+        guest.page.get_by_text("can allow you to unmute").wait_for(timeout=5_000)
+        assert guest.page.locator("#toggle-mic").get_attribute("data-state") == "off"
         # A modified client turns its microphone straight back on.
         guest.page.evaluate("""() => { const c = window.confideClient;
           c._audioTrack.enabled = true; c._microphoneEnabled = true; c._announceMedia(); }""")

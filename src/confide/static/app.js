@@ -211,6 +211,8 @@ const state = {
   timer: undefined,
   /** This person's identity fingerprint in this meeting, to compare with others. */
   ownFingerprint: '',
+  /** The host muted this person; only the host can lift it. */
+  mutedByHost: false,
 };
 
 // ---------------------------------------------------------------------------
@@ -605,7 +607,11 @@ function addKnock(client, id, name, verified) {
 
 /** @param {string} id */
 function removeKnock(id) {
-  document.querySelector(`#lobby-list li[data-lobby-id="${CSS.escape(id)}"]`)?.remove();
+  const knock = document.querySelector(`#lobby-list li[data-lobby-id="${CSS.escape(id)}"]`);
+  const name = knock?.querySelector('.lobby-name')?.textContent ?? '';
+  // A stale "is waiting" notice would invite a click on a knock that is gone.
+  if (name && byId('toast').textContent?.startsWith(name)) byId('toast').hidden = true;
+  knock?.remove();
   byId('lobby-box').hidden = !byId('lobby-list').children.length;
 }
 
@@ -626,7 +632,8 @@ function onHostAction(client, { kind, target, by }) {
     admit: '', deny: '',
   }[kind] ?? `${by} ${ACTION_TEXT[kind] ?? kind}`;
   if (text) showToast(text, 4000);
-  if (self && kind === 'mute') { state.micOn = false; renderControls(); refreshSelf(); }
+  if (self && kind === 'mute') { state.micOn = false; state.mutedByHost = true; renderControls(); refreshSelf(); }
+  if (self && kind === 'allow-unmute') state.mutedByHost = false;
   if (self && kind === 'stop-camera' && state.cameraTrack) toggleCamera();
   if (self && kind === 'stop-screen') { state.screenTrack = null; renderControls(); }
   for (const participant of state.participants.values()) renderParticipant(participant);
@@ -1503,6 +1510,11 @@ function microphoneTrackSetter(client) {
 async function toggleMic() {
   const client = state.client;
   if (!client) return;
+  // The SFU drops this person's sound until the host allows it: say so, do not pretend.
+  if (state.mutedByHost && !state.micOn) {
+    showToast('The host muted you: they can allow you to unmute', 4000);
+    return;
+  }
   if (!state.micTrack) {
     await addMicrophone(client);
     return;
