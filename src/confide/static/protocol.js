@@ -11,7 +11,8 @@ import {
   securityCode, sealChat,
 } from './e2ee.js';
 import {
-  HostKey, b64url, fromB64url, hostKeyHash, loadHostSeed, signAction, storeHostSeed, verifyAction,
+  HostKey, b64url, ed25519FromSeed, fromB64url, hostKeyHash, loadHostSeed, signAction, storeHostSeed,
+  verifyAction,
 } from './host.js';
 
 const PROTOCOL_VERSION = 1;
@@ -23,18 +24,8 @@ const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const PING_INTERVAL_MS = 10000;
 const encoder = new TextEncoder();
 
-/** @param {Uint8Array} bytes */
-export function base64url(bytes) {
-  let text = '';
-  for (const byte of bytes) text += String.fromCharCode(byte);
-  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-/** @param {string} text */
-export function fromBase64url(text) {
-  const padded = text.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((text.length + 3) % 4);
-  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
-}
+// The link's base64url, for other front ends and the tests.
+export { b64url as base64url, fromB64url as fromBase64url };
 
 /**
  * HKDF-SHA-256 from the link secret with the meeting id as salt (DESIGN.md section 3).
@@ -48,10 +39,6 @@ async function deriveFromLink(linkSecret, meetingId, label) {
   return new Uint8Array(bits);
 }
 
-// PKCS #8 wrapping of a raw Ed25519 seed (RFC 8410), the only way WebCrypto imports one.
-const ED25519_PKCS8_PREFIX = Uint8Array.from([
-  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
-
 /**
  * The join key: an Ed25519 key whose seed comes from the link secret. Its signature
  * over the server's challenge admits a browser; the server holds only the public key,
@@ -60,13 +47,7 @@ const ED25519_PKCS8_PREFIX = Uint8Array.from([
  * @returns {Promise<{privateKey: CryptoKey, publicKey: Uint8Array}>}
  */
 export async function deriveJoinKey(linkSecret, meetingId) {
-  const seed = await deriveFromLink(linkSecret, meetingId, 'join-key');
-  const pkcs8 = new Uint8Array(ED25519_PKCS8_PREFIX.length + seed.length);
-  pkcs8.set(ED25519_PKCS8_PREFIX);
-  pkcs8.set(seed, ED25519_PKCS8_PREFIX.length);
-  const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']);
-  const jwk = await crypto.subtle.exportKey('jwk', privateKey);
-  return { privateKey, publicKey: fromBase64url(/** @type {string} */ (jwk.x)) };
+  return ed25519FromSeed(await deriveFromLink(linkSecret, meetingId, 'join-key'));
 }
 
 /** What the join key signs: this meeting and the server's nonce for this connection. @param {string} meetingId @param {Uint8Array} nonce */
@@ -89,12 +70,12 @@ export async function createMeeting() {
   const host = await HostKey.generate();
   const registered = await fetch(`/api/meetings/${meetingId}/join-key`, {
     method: 'PUT', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ join_key: base64url(publicKey), host_key: base64url(host.publicKey) }),
+    body: JSON.stringify({ join_key: b64url(publicKey), host_key: b64url(host.publicKey) }),
   });
   if (!registered.ok) throw new Error(`the server refused the meeting key (${registered.status})`);
   await storeHostSeed(meetingId, host.seed);
   const hostHash = await hostKeyHash(host.publicKey);
-  return { meetingId, linkSecret: `${base64url(secret)}.${b64url(hostHash)}` };
+  return { meetingId, linkSecret: `${b64url(secret)}.${b64url(hostHash)}` };
 }
 
 /**
@@ -127,7 +108,7 @@ export class MeetingClient {
   /** @param {{meetingId: string, linkSecret: string, hostHash: string, hostSeed?: string | null}} link */
   constructor({ meetingId, linkSecret, hostHash, hostSeed = null }) {
     this.meetingId = meetingId;
-    this.linkSecret = fromBase64url(linkSecret);
+    this.linkSecret = fromB64url(linkSecret);
     this.hostHash = fromB64url(hostHash);
     this._hostSeed = hostSeed ? fromB64url(hostSeed) : null;
     /** @type {HostKey | null} the host key, if this device holds it */ this.hostKey = null;
@@ -306,13 +287,13 @@ export class MeetingClient {
   async _dispatch(message) {
     switch (message.type) {
       case 'challenge': {
-        const challenge = joinChallenge(this.meetingId, fromBase64url(String(message.nonce)));
+        const challenge = joinChallenge(this.meetingId, fromB64url(String(message.nonce)));
         const proof = new Uint8Array(await crypto.subtle.sign('Ed25519',
           /** @type {CryptoKey} */ (this._joinKey), challenge));
-        const nonce = fromBase64url(String(message.nonce));
+        const nonce = fromB64url(String(message.nonce));
         const hostProof = this.hostKey ? { host_proof: b64url(await this.hostKey.proveHost(this.meetingId, nonce)) } : {};
         this._send({ type: 'hello', version: PROTOCOL_VERSION, meeting: this.meetingId,
-          proof: base64url(proof), profile: this._profile, ...hostProof });
+          proof: b64url(proof), profile: this._profile, ...hostProof });
         break;
       }
       case 'lobby':
@@ -820,7 +801,7 @@ export class MeetingClient {
     this._send({ type: 'profile', profile: this._profile });
     const waiting = this._waitingProfiles.splice(0);
     for (const { id, profile } of waiting) await this._updateProfile(id, profile);
-    this.onlinkchanged(`${location.origin}/m/${this.meetingId}#${base64url(linkSecret)}.${b64url(this.hostHash)}`);
+    this.onlinkchanged(`${location.origin}/m/${this.meetingId}#${b64url(linkSecret)}.${b64url(this.hostHash)}`);
   }
 
   /** Someone announced again (after a rekey): same keys, new roster MAC. @param {string} id @param {string} profile */
@@ -847,7 +828,7 @@ export class MeetingClient {
     const linkSecret = crypto.getRandomValues(new Uint8Array(32));
     const { publicKey } = await deriveJoinKey(linkSecret, this.meetingId);
     await this.hostAct('rekey-link', null,
-      { join_key: base64url(publicKey), secret_hash: await linkSecretHash(linkSecret) });
+      { join_key: b64url(publicKey), secret_hash: await linkSecretHash(linkSecret) });
     for (const [id, person] of this.participants) {
       if (!person.peer) continue;
       const secret = await this.keys.sealFor(person.peer, 'link-secret', linkSecret);
@@ -901,7 +882,7 @@ export class MeetingClient {
   /** A link that gives the host role on another device: keep it private. */
   hostLink() {
     if (!this.hostKey) return null;
-    return `${location.origin}/m/${this.meetingId}#${base64url(this.linkSecret)}.${b64url(this.hostHash)}.${b64url(this.hostKey.seed)}`;
+    return `${location.origin}/m/${this.meetingId}#${b64url(this.linkSecret)}.${b64url(this.hostHash)}.${b64url(this.hostKey.seed)}`;
   }
 
   /** @param {string} text */
