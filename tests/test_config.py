@@ -21,7 +21,7 @@ from confide.cli import HideClientAddresses, JsonLogFormatter, parse_settings
 from confide.config import Settings
 from confide.e2ee.link import derive_join_key, encode_base64url, join_key_public
 from confide.rooms.meeting import join_challenge
-from confide.signalling.hub import TURN_CREDENTIAL_LIFETIME, ice_servers, turn_credentials
+from confide.signalling.turn import TURN_CREDENTIAL_LIFETIME, ice_servers, turn_credentials
 from confide.web.app import create_app
 
 # --- Flags -----------------------------------------------------------------------------------

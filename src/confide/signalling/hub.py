@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -44,6 +42,7 @@ from .messages import (
     parse_base64url,
     parse_client_message,
 )
+from .turn import ice_servers
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +56,6 @@ MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
                "meeting-ended", "bad-host-proof"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
-TURN_CREDENTIAL_LIFETIME = 12 * 3600
-"""Seconds a TURN credential handed out in `welcome` stays valid."""
 
 
 @dataclass(eq=False)
@@ -97,24 +94,6 @@ def policy_json(moderation: Moderation) -> dict[str, Any]:
         "screen_share": moderation.screen_share, "chat": moderation.chat,
         "has_host": moderation.host_key is not None,
     }
-
-
-def turn_credentials(secret: str, now: float) -> tuple[str, str]:
-    """A TURN user name and password in coturn's `use-auth-secret` scheme (the TURN
-    REST API): the name is the expiry time, the password base64(HMAC-SHA1(secret,
-    name)), so coturn checks them with the shared secret and no user database."""
-    username = f"{int(now) + TURN_CREDENTIAL_LIFETIME}:confide"
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode("ascii")
-
-
-def ice_servers(settings: Settings, now: float) -> list[dict[str, Any]]:
-    """The operator's own TURN servers for RTCPeerConnection, or none: browsers are
-    never pointed at anyone else's STUN or TURN server."""
-    if not settings.turn_urls or settings.turn_secret is None:
-        return []
-    username, credential = turn_credentials(settings.turn_secret, now)
-    return [{"urls": list(settings.turn_urls), "username": username, "credential": credential}]
 
 
 @dataclass
