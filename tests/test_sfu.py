@@ -894,3 +894,41 @@ def test_removing_a_subscriber_only_returns_false(meeting: Meeting) -> None:
     streams = meeting.sfu.meeting_streams(MEETING)
     assert all(stream.subscriptions == [] for stream in streams)
     assert len(streams) == 2
+
+
+# --- What the host stops ---------------------------------------------------------------------
+
+
+def test_a_kind_the_host_blocked_is_dropped_and_the_rest_still_flows(meeting: Meeting) -> None:
+    """A host's mute holds in the SFU, whatever the muted client sends."""
+    meeting.endpoint_a.blocked.add("audio")
+    audio = rtp_packet(AUDIO_SSRC, OPUS_PT, 7, 960, b"still talking")
+    camera = rtp_packet(CAMERA_SSRC, VP8_PT, 1000, 90000, b"still visible")
+    meeting.publish(audio, 1.0)
+    meeting.publish(camera, 1.0)
+    meeting.network.deliver()
+    assert meeting.b.rtp == [camera]
+    assert meeting.sfu.counters["dropped_blocked_by_host"] == 1
+    meeting.endpoint_a.blocked.clear()  # the host allows it again
+    meeting.publish(rtp_packet(AUDIO_SSRC, OPUS_PT, 8, 1920, b"back"), 2.0)
+    meeting.network.deliver()
+    assert len(meeting.b.rtp) == 2
+
+
+def test_a_publication_the_meeting_does_not_allow_is_answered_inactive() -> None:
+    sfu = Sfu(public_ip=PUBLIC_IP, media_port=MEDIA_PORT)
+    browser = Browser(("192.0.2.40", 50040))
+    endpoint = sfu.add_endpoint("d", MEETING)
+    offer = browser.offer([
+        OfferedSection("0", "video", "sendonly", CAMERA_SSRC),
+        OfferedSection("1", "video", "sendonly", CAMERA_SSRC + 2),
+    ])
+    answer, changed = sfu.negotiate(
+        endpoint, offer, {"0": ("send", "camera"), "1": ("send", "screen")}, 0.0,
+        may_publish=lambda kind: kind != "screen",
+    )
+    directions = [section.direction for section in parse_offer(answer).sections]
+    assert directions == ["recvonly", "inactive"]
+    assert endpoint.refused == {"screen"}
+    assert [s.kind for s in sfu.meeting_streams(MEETING)] == ["camera"]
+    assert changed
