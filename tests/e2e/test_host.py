@@ -404,3 +404,20 @@ def test_a_host_link_gives_the_host_role_on_another_device(
     finally:
         host.close()
         phone.close()
+
+
+def test_the_people_button_shows_someone_is_waiting(browser: Browser, server: Server) -> None:
+    host = Participant(browser, server, "Hilde")
+    link = host.create_meeting()
+    host.join()
+    visitor = Participant(browser, server, "Vic")
+    try:
+        knock(visitor, link)
+        host.page.wait_for_selector("#toggle-participants.knocking", timeout=10_000)
+        title = host.page.locator("#toggle-participants").get_attribute("title") or ""
+        assert "1 waiting" in title
+        host.admit("Vic")
+        host.page.wait_for_selector("#toggle-participants:not(.knocking)", timeout=10_000)
+    finally:
+        host.close()
+        visitor.close()

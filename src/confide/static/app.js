@@ -602,6 +602,7 @@ function addKnock(client, id, name, verified) {
   item.append(el('span', 'lobby-name', verified ? name : `${name} (keys not verified)`), admit, deny);
   byId('lobby-list').append(item);
   byId('lobby-box').hidden = false;
+  renderKnockBadge();
   showToast(`${name} is waiting to join: open People to admit them`, 5000);
 }
 
@@ -613,6 +614,15 @@ function removeKnock(id) {
   if (name && byId('toast').textContent?.startsWith(name)) byId('toast').hidden = true;
   knock?.remove();
   byId('lobby-box').hidden = !byId('lobby-list').children.length;
+  renderKnockBadge();
+}
+
+/** The People button stays marked while anyone waits, so a host cannot miss a knock. */
+function renderKnockBadge() {
+  const waiting = byId('lobby-list').children.length;
+  const button = byId('toggle-participants');
+  button.classList.toggle('knocking', waiting > 0);
+  button.title = waiting ? `Participants: ${waiting} waiting to join` : 'Participants';
 }
 
 const ACTION_TEXT = /** @type {Record<string, string>} */ ({
