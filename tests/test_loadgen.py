@@ -1,0 +1,61 @@
+"""The load generator against a real `confide serve`: three codec-less WebRTC peers
+(ICE, DTLS, SRTP, real SDP) send synthetic RTP, and what the SFU forwards is
+measured; then a lossy, slow relay in front of one receiver must show up in its
+numbers and in no one else's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from bench.loadgen.measure import Result, receiver_result, unwrap
+from bench.loadgen.peer import Received
+from bench.loadgen.run import Impairment, format_report, run_meeting
+from tests.e2e.conftest import start_server
+from tests.e2e.participant import Server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    process, running = start_server("loadgen.log")
+    yield running
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_measure_counts_loss_reordering_and_delay() -> None:
+    received = Received(
+        ssrc=[1, 1, 1, 1, 2], seq=[65534, 0, 65535, 2, 7],
+        sent_at=[0.0, 0.0, 0.0, 0.0, 0.0], arrived_at=[0.01, 0.02, 0.03, 0.04, 0.05],
+    )
+    result = receiver_result({1: 5}, received)
+    assert result == Result(expected=5, received=4, loss=pytest.approx(0.2), reordered=1,
+                            delay_p50=pytest.approx(0.025), delay_p99=pytest.approx(0.04))
+    assert unwrap([65535, 0, 1]) == [65535, 65536, 65537]
+
+
+def test_three_peers_receive_each_other_without_loss(server: Server) -> None:
+    report = asyncio.run(run_meeting(server.base_url, people=3, seconds=3, video_kbps=500))
+    print(format_report(report))
+    for name, result in report.receivers.items():
+        assert result.expected > 500, name  # two senders' audio and video
+        assert result.loss == 0, (name, result)
+        assert 0 <= result.delay_p50 <= result.delay_p99 < 1.0, (name, result)
+
+
+def test_relay_loss_and_delay_show_in_that_receiver_only(server: Server) -> None:
+    report = asyncio.run(run_meeting(
+        server.base_url, people=3, seconds=3, video_kbps=500,
+        impairments={2: Impairment(loss=0.10, delay=0.050, seed=7, media_only=True)},
+        receive_only=frozenset({2}),
+    ))
+    print(format_report(report))
+    impaired = report.receivers["peer2"]
+    assert 0.05 <= impaired.loss <= 0.15, impaired
+    assert 0.050 <= impaired.delay_p50 < 1.0, impaired
+    for name in ("peer0", "peer1"):
+        clean = report.receivers[name]
+        assert clean.expected > 200, (name, clean)
+        assert clean.loss < 0.01, (name, clean)
+        assert clean.delay_p99 < 1.0, (name, clean)
