@@ -16,7 +16,8 @@ from typing import Any, TextIO
 from confide import cli
 from confide.sfu.dtls import SrtpKeys
 from confide.sfu.endpoint import Endpoint
-from confide.signalling.hub import Hub, Session
+from confide.signalling.hub import Hub
+from confide.signalling.session import Session
 
 
 class RecordingSession:

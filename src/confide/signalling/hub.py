@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,11 +20,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Settings
-from ..rooms.meeting import Directory, Meeting, MeetingError, Participant
-from ..rooms.moderation import Moderation, ModerationError, parse_host_action
+from ..rooms.meeting import Directory, Meeting, MeetingError
+from ..rooms.moderation import ModerationError
 from ..sfu.endpoint import Endpoint
 from ..sfu.sfu import Sfu
-from .limits import RateLimiter, TokenBucket
+from .hosting import HostPowers
+from .limits import RateLimiter
 from .messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -39,65 +39,25 @@ from .messages import (
     ProfileUpdate,
     Relay,
     RemoteProtocolError,
-    parse_base64url,
     parse_client_message,
+)
+from .session import (
+    CLOSE_GONE,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_RATE_LIMITED,
+    CLOSE_REFUSED,
+    FATAL_CODES,
+    MAX_INVALID_IN_A_ROW,
+    Session,
+    participant_json,
+    policy_json,
 )
 from .turn import ice_servers
 
 logger = logging.getLogger(__name__)
 
-MAX_INVALID_IN_A_ROW = 5
-CLOSE_PROTOCOL_ERROR = 4400
-CLOSE_REFUSED = 4403
-CLOSE_GONE = 4410
-CLOSE_RATE_LIMITED = 4429
-MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
-"""Messages per second a client may send; the burst covers rekeying a large meeting."""
-FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
-               "meeting-ended", "bad-host-proof"}
-BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
-
-
-@dataclass(eq=False)
-class Session:
-    socket: web.WebSocketResponse
-    address: str = ""
-    """The client's address, only to rate-limit join attempts; never logged or kept."""
-    meeting: Meeting | None = None
-    participant: Participant | None = None
-    endpoint: Endpoint | None = None
-    lobby_id: str | None = None
-    """Set while this person waits in the lobby."""
-    profile: str = ""
-    """Their opaque profile, kept while they wait in the lobby."""
-    invalid_in_a_row: int = 0
-    closed: bool = False
-    nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
-    """The join challenge's nonce for this connection."""
-    messages: TokenBucket = field(default_factory=lambda: TokenBucket(
-        MESSAGE_RATE, MESSAGE_BURST, updated_at=time.monotonic()))
-
-
-def participant_json(participant: Participant, moderation: Moderation) -> dict[str, Any]:
-    media = participant.media
-    return {
-        "id": participant.id,
-        "profile": participant.profile,
-        "media": {"audio": media.audio, "camera": media.camera, "screen": media.screen},
-        "host": moderation.is_host(participant.id),
-    }
-
-
-def policy_json(moderation: Moderation) -> dict[str, Any]:
-    return {
-        "locked": moderation.locked, "lobby": moderation.lobby and moderation.host_key is not None,
-        "screen_share": moderation.screen_share, "chat": moderation.chat,
-        "has_host": moderation.host_key is not None,
-    }
-
-
 @dataclass
-class Hub:
+class Hub(HostPowers):
     settings: Settings
     directory: Directory
     sfu: Sfu
@@ -244,29 +204,6 @@ class Hub:
         else:
             await self._admit(session, meeting, hello.profile, is_host)
 
-    async def _wait_in_lobby(self, session: Session, meeting: Meeting, profile: str) -> None:
-        lobby = self.lobbies.setdefault(meeting.id, {})
-        if len(lobby) >= self.settings.max_participants:
-            raise MeetingError("meeting-full", "the lobby is full")
-        session.meeting, session.profile = meeting, profile
-        session.lobby_id = secrets.token_hex(8)
-        lobby[session.lobby_id] = session
-        logger.info("knocked meeting=%s waiting=%d", meeting.id, len(lobby))
-        await self._tell_lobby(meeting)
-        await self._tell_hosts(meeting, {"type": "knock", "id": session.lobby_id,
-                                         "profile": profile})
-
-    async def _tell_lobby(self, meeting: Meeting) -> None:
-        """Each waiting person learns where they stand and whether a host is here."""
-        for position, waiting in enumerate(self.lobbies.get(meeting.id, {}).values(), start=1):
-            await self._send(waiting, {"type": "lobby", "position": position,
-                                       "host_here": meeting.moderation.host_here})
-
-    async def _tell_hosts(self, meeting: Meeting, message: dict[str, Any]) -> None:
-        for participant_id, member in list(self.sessions.get(meeting.id, {}).items()):
-            if meeting.moderation.is_host(participant_id):
-                await self._send(member, message)
-
     async def _admit(self, session: Session, meeting: Meeting, profile: str, host: bool) -> None:
         participant = meeting.join(profile, time.time(), self.settings.max_participants)
         session.meeting, session.participant, session.lobby_id = meeting, participant, None
@@ -298,93 +235,6 @@ class Hub:
         }, exclude=participant.id)
         if host:
             await self._tell_lobby(meeting)
-
-    async def _host_action(self, session: Session, message: HostActionMessage) -> None:
-        """Check a signed host action, do it, and relay it so every client checks it."""
-        assert session.meeting is not None and session.participant is not None
-        meeting, moderation = session.meeting, session.meeting.moderation
-        action = parse_host_action(message.action)
-        target = action.target
-        members = self.sessions.get(meeting.id, {})
-        waiting = self.lobbies.get(meeting.id, {})
-        if action.kind in ("admit", "deny") and target not in waiting:
-            raise ModerationError("unknown-participant", "nobody with that id is waiting")
-        if action.kind in BLOCKING_ACTIONS or action.kind in (
-                "remove", "allow-unmute", "cohost", "revoke-cohost"):
-            if target not in members:
-                raise ModerationError("unknown-participant", "nobody with that id is here")
-        moderation.authorize(action, message.signature, int(time.time() * 1000))
-        moderation.apply(action)
-        self.counters[f"host_action_{action.kind}"] += 1
-        logger.info("host action meeting=%s kind=%s", meeting.id, action.kind)
-        await self._broadcast(meeting.id, {
-            "type": "host-action", "from": session.participant.id, "action": message.action,
-            "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("="),
-        }, exclude=None)
-        await self._carry_out(meeting, action.kind, target, action.params)
-
-    async def _carry_out(
-        self, meeting: Meeting, kind: str, target: str | None, params: dict[str, Any] | None = None
-    ) -> None:
-        """What the server does for an action that moves people, media or keys."""
-        params = params or {}
-        members = self.sessions.get(meeting.id, {})
-        waiting = self.lobbies.get(meeting.id, {})
-        if kind == "admit" and target is not None:
-            guest = waiting.pop(target)
-            await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
-            await self._admit(guest, meeting, guest.profile, False)
-            await self._tell_lobby(meeting)
-        elif kind == "deny" and target is not None:
-            guest = waiting.pop(target)
-            guest.lobby_id = None
-            await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
-            await self._dismiss(guest, {"type": "error", "code": "denied", "fatal": True,
-                                        "message": "the host did not let you in"})
-            await self._tell_lobby(meeting)
-        elif kind == "remove" and target is not None:
-            removed = members[target]
-            await self._dismiss(removed, {"type": "error", "code": "removed", "fatal": True,
-                                          "message": "the host removed you from the meeting"})
-            await self._depart(removed, "removed")
-        elif kind in BLOCKING_ACTIONS and target is not None:
-            endpoint = members[target].endpoint
-            if endpoint is not None:
-                endpoint.blocked.add(BLOCKING_ACTIONS[kind])
-        elif kind == "allow-unmute" and target is not None:
-            endpoint = members[target].endpoint
-            if endpoint is not None:
-                endpoint.blocked.clear()
-        elif kind == "lobby" and not meeting.moderation.lobby:
-            for lobby_id in list(waiting):
-                await self._carry_out(meeting, "admit", lobby_id)
-        elif kind == "end":
-            await self._end(meeting)
-        elif kind == "rekey-link":
-            # The old link stops working: only the new join key admits from now on.
-            meeting.join_key = parse_base64url("join_key", str(params["join_key"]), 32)
-            self.on_meeting_changed(meeting)
-
-    async def _dismiss(self, session: Session, last_message: dict[str, Any]) -> None:
-        """Tell someone why, then close their socket without waiting here: the close
-        handshake is read by their own session, not by the one acting on them."""
-        await self._send(session, last_message)
-        session.closed = True
-        reason = str(last_message.get("code", last_message["type"])).encode()
-        asyncio.get_running_loop().create_task(
-            session.socket.close(code=CLOSE_REFUSED, message=reason))
-
-    async def _end(self, meeting: Meeting) -> None:
-        everyone = [*self.sessions.get(meeting.id, {}).values(),
-                    *self.lobbies.pop(meeting.id, {}).values()]
-        for member in everyone:
-            member.lobby_id = None
-            await self._dismiss(member, {"type": "ended", "message": "the host ended the meeting"})
-        for member in everyone:
-            await self._depart(member, "ended")
-        self.directory.meetings.pop(meeting.id, None)
-        self.on_meeting_ended(meeting.id)
-        logger.info("ended meeting=%s", meeting.id)
 
     async def _offer(self, session: Session, offer: Offer) -> None:
         assert session.endpoint is not None and session.meeting is not None

@@ -1,0 +1,65 @@
+"""One WebSocket's state, what a participant and the policy look like on the
+wire, and the close codes: shared by the hub and its host powers."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..rooms.meeting import Meeting, Participant
+from ..rooms.moderation import Moderation
+from ..sfu.endpoint import Endpoint
+from .limits import TokenBucket
+
+MAX_INVALID_IN_A_ROW = 5
+CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_REFUSED = 4403
+CLOSE_GONE = 4410
+CLOSE_RATE_LIMITED = 4429
+MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
+"""Messages per second a client may send; the burst covers rekeying a large meeting."""
+FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
+               "meeting-ended", "bad-host-proof"}
+BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
+
+
+@dataclass(eq=False)
+class Session:
+    socket: web.WebSocketResponse
+    address: str = ""
+    """The client's address, only to rate-limit join attempts; never logged or kept."""
+    meeting: Meeting | None = None
+    participant: Participant | None = None
+    endpoint: Endpoint | None = None
+    lobby_id: str | None = None
+    """Set while this person waits in the lobby."""
+    profile: str = ""
+    """Their opaque profile, kept while they wait in the lobby."""
+    invalid_in_a_row: int = 0
+    closed: bool = False
+    nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
+    """The join challenge's nonce for this connection."""
+    messages: TokenBucket = field(default_factory=lambda: TokenBucket(
+        MESSAGE_RATE, MESSAGE_BURST, updated_at=time.monotonic()))
+
+
+def participant_json(participant: Participant, moderation: Moderation) -> dict[str, Any]:
+    media = participant.media
+    return {
+        "id": participant.id,
+        "profile": participant.profile,
+        "media": {"audio": media.audio, "camera": media.camera, "screen": media.screen},
+        "host": moderation.is_host(participant.id),
+    }
+
+
+def policy_json(moderation: Moderation) -> dict[str, Any]:
+    return {
+        "locked": moderation.locked, "lobby": moderation.lobby and moderation.host_key is not None,
+        "screen_share": moderation.screen_share, "chat": moderation.chat,
+        "has_host": moderation.host_key is not None,
+    }
