@@ -10,7 +10,6 @@ BIOs, offering the SRTP profiles Chrome offers), derives its SRTP keys as RFC
 
 from __future__ import annotations
 
-import datetime
 import random
 import secrets
 import struct
@@ -20,12 +19,10 @@ from dataclasses import dataclass, field
 import pylibsrtp
 import pytest
 from aioice import stun
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
+from confide.sfu.dtls import self_signed_certificate
 from confide.sfu.endpoint import Endpoint
 from confide.sfu.rtp import (
     Nack,
@@ -60,25 +57,6 @@ SRTP_PROFILES = {
     b"SRTP_AEAD_AES_128_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16, 12),
     b"SRTP_AES128_CM_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 16, 14),
 }
-
-
-def self_signed_certificate() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, str]:
-    """A WebRTC-style certificate: ECDSA P-256, self-signed; with its SDP fingerprint."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "WebRTC")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
-    return cert, key, fingerprint
 
 
 def rtp_packet(

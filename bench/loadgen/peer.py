@@ -9,7 +9,6 @@ sender's index as a uint32, then padding up to the packet size.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import secrets
 import struct
@@ -19,12 +18,9 @@ from typing import cast
 
 import pylibsrtp
 from aioice import stun
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
+from confide.sfu.dtls import certificate_fingerprint, self_signed_certificate
 from confide.sfu.sdp import parse_offer
 
 logger = logging.getLogger(__name__)
@@ -39,28 +35,6 @@ SRTP_PROFILES = {
     b"SRTP_AEAD_AES_128_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16, 12),
     b"SRTP_AES128_CM_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 16, 14),
 }
-
-
-def self_signed_certificate() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, str]:
-    """A WebRTC-style certificate (ECDSA P-256, self-signed) and its SDP fingerprint."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "WebRTC")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key, fingerprint_of(cert)
-
-
-def fingerprint_of(cert: x509.Certificate) -> str:
-    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
 
 
 @dataclass(frozen=True)
@@ -255,7 +229,7 @@ class Peer(asyncio.DatagramProtocol):
     def _start_srtp(self) -> None:
         assert self.answer is not None
         cert = self.dtls.get_peer_certificate(as_cryptography=True)
-        if cert is None or fingerprint_of(cert) != self.answer.fingerprint.upper():
+        if cert is None or certificate_fingerprint(cert) != self.answer.fingerprint.upper():
             raise ValueError("server certificate does not match the answer's fingerprint")
         profile, key_len, salt_len = SRTP_PROFILES[self.dtls.get_selected_srtp_profile()]
         material = self.dtls.export_keying_material(

@@ -37,24 +37,36 @@ class SrtpKeys:
     """Key and salt for what the server receives."""
 
 
+def certificate_fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint as SDP writes it: upper-case hex pairs and colons."""
+    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+
+
+def self_signed_certificate(
+    common_name: str = "confide",
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, str]:
+    """A WebRTC-style certificate (ECDSA P-256, self-signed) and its SDP fingerprint."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key, certificate_fingerprint(cert)
+
+
 class DtlsCertificate:
     """One ECDSA P-256 certificate for all of this server's DTLS sessions."""
 
     def __init__(self) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "confide")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256())
-        )
-        self.fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+        cert, key, self.fingerprint = self_signed_certificate()
         self.context = SSL.Context(SSL.DTLS_METHOD)
         self.context.use_certificate(cert)
         self.context.use_privatekey(key)
