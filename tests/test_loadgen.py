@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from bench.loadgen.measure import Result, receiver_result, unwrap
+from bench.loadgen.measure import Result, receiver_result
 from bench.loadgen.peer import Received
 from bench.loadgen.run import Impairment, format_report, run_meeting
 from tests.e2e.conftest import start_server
@@ -25,14 +25,14 @@ def server() -> Iterator[Server]:
 
 
 def test_measure_counts_loss_reordering_and_delay() -> None:
+    # Stream 3 (sender 1's video): 0, 2, 1, 4 and a duplicate 2; stream 4 is not expected.
     received = Received(
-        ssrc=[1, 1, 1, 1, 2], seq=[65534, 0, 65535, 2, 7],
-        sent_at=[0.0, 0.0, 0.0, 0.0, 0.0], arrived_at=[0.01, 0.02, 0.03, 0.04, 0.05],
+        stream=[3, 3, 3, 3, 3, 4], number=[0, 2, 1, 4, 2, 7],
+        sent_at=[0.0] * 6, arrived_at=[0.01, 0.02, 0.03, 0.04, 0.05, 0.06],
     )
-    result = receiver_result({1: 5}, received)
-    assert result == Result(expected=5, received=4, loss=pytest.approx(0.2), reordered=1,
-                            delay_p50=pytest.approx(0.025), delay_p99=pytest.approx(0.04))
-    assert unwrap([65535, 0, 1]) == [65535, 65536, 65537]
+    result = receiver_result({3: 5}, received)
+    assert result == Result(expected=5, received=4, loss=pytest.approx(0.2), reordered=2,
+                            delay_p50=pytest.approx(0.03), delay_p99=pytest.approx(0.05))
 
 
 def test_three_peers_receive_each_other_without_loss(server: Server) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,36 +34,22 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def unwrap(seqs: Iterable[int]) -> list[int]:
-    """16-bit sequence numbers extended, each to the value nearest the previous one."""
-    extended: list[int] = []
-    last = None
-    for seq in seqs:
-        if last is None:
-            value = seq
-        else:
-            value = last + ((seq - last + 0x8000) & 0xFFFF) - 0x8000
-        extended.append(value)
-        last = value
-    return extended
-
-
 def receiver_result(sent: Mapping[int, int], received: Received) -> Result:
-    """`sent`: packets sent per SSRC this receiver should get."""
-    by_ssrc: dict[int, list[int]] = {}
+    """`sent`: packets sent per stream (sender * 2 + kind) this receiver should get.
+    Streams are told apart, and packets numbered, by what the payload says."""
+    by_stream: dict[int, list[int]] = {}
     delays: list[float] = []
-    for ssrc, seq, sent_at, arrived_at in zip(
-        received.ssrc, received.seq, received.sent_at, received.arrived_at, strict=True
+    for stream, number, sent_at, arrived_at in zip(
+        received.stream, received.number, received.sent_at, received.arrived_at, strict=True
     ):
-        if ssrc in sent:
-            by_ssrc.setdefault(ssrc, []).append(seq)
+        if stream in sent:
+            by_stream.setdefault(stream, []).append(number)
             delays.append(arrived_at - sent_at)
     distinct = reordered = 0
-    for seqs in by_ssrc.values():
-        extended = unwrap(seqs)
-        distinct += len(set(extended))
-        highest = extended[0]
-        for value in extended[1:]:
+    for numbers in by_stream.values():
+        distinct += len(set(numbers))
+        highest = numbers[0]
+        for value in numbers[1:]:
             if value < highest:
                 reordered += 1
             highest = max(highest, value)
@@ -78,14 +64,23 @@ def receiver_result(sent: Mapping[int, int], received: Received) -> Result:
     )
 
 
+def counted_result(sent: Mapping[int, int], counted: int) -> Result:
+    """A receiver that only counted datagrams: loss, and nothing about delay."""
+    expected = sum(sent.values())
+    got = min(counted, expected)
+    return Result(expected=expected, received=got,
+                  loss=1 - got / expected if expected else 0.0, reordered=0,
+                  delay_p50=float("nan"), delay_p99=float("nan"))
+
+
 def overall(results: Mapping[str, Result],
             received: Mapping[str, Received], expected: Mapping[str, Mapping[int, int]]) -> Result:
     """All receivers together: counts summed, delay percentiles over every packet."""
     delays = [
         arrived - sent_at
         for name, rec in received.items()
-        for ssrc, sent_at, arrived in zip(rec.ssrc, rec.sent_at, rec.arrived_at, strict=True)
-        if ssrc in expected[name]
+        for stream, sent_at, arrived in zip(rec.stream, rec.sent_at, rec.arrived_at, strict=True)
+        if stream in expected[name]
     ]
     total = sum(r.expected for r in results.values())
     got = sum(r.received for r in results.values())

@@ -1,9 +1,16 @@
-"""One WebRTC peer on one UDP socket, without codecs: ICE (controlling, against an
-ICE-lite server), DTLS client, SRTP, and synthetic RTP whose payload carries its
-send time.
+"""One WebRTC peer on one UDP socket, without codecs: ICE (either role), DTLS
+(either role), SRTP, and synthetic RTP whose payload says who sent it, on which
+stream, with which number and when.
 
-Payload layout (big-endian): send time as a float64 of `time.monotonic()`, the
-sender's index as a uint32, then padding up to the packet size.
+Payload layout (big-endian): four bytes that read as a VP8 payload descriptor and
+an inter-frame header (SFUs that look at VP8 see a well-formed delta frame), then
+the send time as a float64 of `time.monotonic()`, the sender's index (uint32), the
+kind (uint8: 0 audio, 1 video) and the stream's own packet number (uint32), then
+padding. Servers may rewrite SSRCs and sequence numbers (Janus does); the payload
+identifies each packet whatever they do.
+
+A peer that only counts (`measure=False`) does not decrypt: it counts SRTP
+datagrams, so one generator process can stand in for many receivers.
 """
 
 from __future__ import annotations
@@ -27,8 +34,11 @@ logger = logging.getLogger(__name__)
 
 OPUS_PT = 111
 VP8_PT = 96
+AUDIO, VIDEO = 0, 1
 RTP_HEADER = struct.Struct("!BBHII")
-PAYLOAD_HEADER = struct.Struct("!dI")
+PAYLOAD_HEADER = struct.Struct("!4sdIBI")
+VP8_START, VP8_MIDDLE = b"\x10\x01\x00\x00", b"\x00\x01\x00\x00"
+"""Descriptor with S=1 (or 0) and partition 0; frame header with P=1: a delta frame."""
 
 # RFC 5764 section 4.1.2 profile names, as OpenSSL spells them: pylibsrtp id, key and salt lengths.
 SRTP_PROFILES = {
@@ -50,69 +60,118 @@ class Section:
 
 @dataclass(frozen=True)
 class Answer:
+    """What we need from the server's SDP (its answer, or its offer to us)."""
+
     ufrag: str
     pwd: str
     fingerprint: str
-    address: tuple[str, int]
-    """Where the server's candidate says to send media."""
+    address: tuple[str, int] | None
+    """Where the server's first candidate says to send media; None if it trickles."""
     ssrcs: dict[str, int]
-    """Receive mid to the SSRC the server forwards on it."""
+    """Mid to the SSRC the server sends on it."""
+    setup: str = "passive"
+    """The server's DTLS role, as its SDP says: 'active' means it sends the ClientHello."""
 
 
 def parse_answer(sdp: str) -> Answer:
     parsed = parse_offer(sdp)  # an answer parses like an offer
-    address: tuple[str, int] | None = None
+    address = None
     for line in sdp.splitlines():
         if line.startswith("a=candidate:"):
-            parts = line.split()
-            address = (parts[4], int(parts[5]))
-            break
-    if address is None:
-        raise ValueError("answer has no candidate")
+            address = candidate_address(line[2:])
+            if address is not None:
+                break
     fingerprint = next(fp for alg, fp in parsed.remote_fingerprints if alg == "sha-256")
     ssrcs = {s.mid: s.ssrcs[0] for s in parsed.sections if s.ssrcs}
-    return Answer(parsed.remote_ufrag, parsed.remote_pwd, fingerprint, address, ssrcs)
+    setup = next((line.split(":", 1)[1].strip() for line in sdp.splitlines()
+                  if line.startswith("a=setup:")), "passive")
+    return Answer(parsed.remote_ufrag, parsed.remote_pwd, fingerprint, address, ssrcs, setup)
 
 
-def payload(index: int, size: int, now: float) -> bytes:
-    return PAYLOAD_HEADER.pack(now, index) + bytes(max(0, size - PAYLOAD_HEADER.size))
+def candidate_address(candidate: str) -> tuple[str, int] | None:
+    """The address of a UDP IPv4 candidate ('candidate:...' attribute value)."""
+    parts = candidate.split()
+    if len(parts) < 8 or parts[2].lower() != "udp" or ":" in parts[4]:
+        return None
+    return parts[4], int(parts[5])
+
+
+def payload(sender: int, kind: int, number: int, size: int, now: float,
+            start: bool = True) -> bytes:
+    prefix = VP8_START if start or kind == AUDIO else VP8_MIDDLE
+    header = PAYLOAD_HEADER.pack(prefix, now, sender, kind, number)
+    return header + bytes(max(0, size - PAYLOAD_HEADER.size))
 
 
 @dataclass
 class Received:
     """Decrypted RTP as it arrived: columns, to keep recording cheap."""
 
-    ssrc: list[int] = field(default_factory=list)
-    seq: list[int] = field(default_factory=list)
+    stream: list[int] = field(default_factory=list)
+    """sender * 2 + kind"""
+    number: list[int] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)
     arrived_at: list[float] = field(default_factory=list)
 
 
-class Peer(asyncio.DatagramProtocol):
-    """A WebRTC peer connection as far as the wire is concerned."""
+@dataclass
+class Feedback:
+    """RTCP feedback that arrived (counted in measuring peers only)."""
 
-    def __init__(self, index: int) -> None:
+    nack: int = 0
+    pli: int = 0
+    fir: int = 0
+    remb: int = 0
+
+
+class Peer(asyncio.DatagramProtocol):
+    """A WebRTC peer connection as far as the wire is concerned.
+
+    `controlling`: the ICE role (the offerer's, against a full agent; always,
+    against an ICE-lite server). The DTLS role follows the server's a=setup."""
+
+    def __init__(self, index: int, controlling: bool = True, measure: bool = True) -> None:
         self.index = index
+        self.controlling = controlling
+        self.dtls_client = True
+        self.measure = measure
         self.ufrag = secrets.token_hex(4)
         self.pwd = secrets.token_hex(12)
+        self.tie_breaker = secrets.randbits(63)
         certificate, key, self.fingerprint = self_signed_certificate()
         context = SSL.Context(SSL.DTLS_METHOD)
         context.use_certificate(certificate)
         context.use_privatekey(key)
-        # The server's certificate is self-signed: checked against the answer's fingerprint.
+        # The server's certificate is self-signed: checked against the SDP's fingerprint.
         context.set_verify(SSL.VERIFY_PEER, lambda *args: True)
         context.set_tlsext_use_srtp(b":".join(SRTP_PROFILES))
         self.dtls = SSL.Connection(context, None)
-        self.dtls.set_connect_state()
         self.transport: asyncio.DatagramTransport | None = None
         self.remote: tuple[str, int] | None = None
         self.answer: Answer | None = None
+        self.checked = False
+        self.nominated = False
         self.ice_done = asyncio.Event()
         self.dtls_done = asyncio.Event()
         self.srtp_tx: pylibsrtp.Session | None = None
         self.srtp_rx: pylibsrtp.Session | None = None
         self.received = Received()
+        self.feedback = Feedback()
+        self.counted = 0
+        """RTP datagrams that arrived, counted without decrypting (measure=False)."""
         self.errors = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    @property
+    def candidate(self) -> str:
+        """Our one host candidate, as an SDP attribute value."""
+        host, port = self.address
+        return f"candidate:1 1 udp 2130706431 {host} {port} typ host"
 
     async def open(self, host: str = "127.0.0.1") -> None:
         loop = asyncio.get_running_loop()
@@ -127,29 +186,44 @@ class Peer(asyncio.DatagramProtocol):
 
     # SDP
 
-    def offer(self, sections: list[Section]) -> str:
-        lines = [
+    def _media_lines(self, kind: str, payload_type: int | None = None) -> list[str]:
+        if kind == "audio":
+            pt = payload_type or OPUS_PT
+            return [f"m=audio 9 UDP/TLS/RTP/SAVPF {pt}", f"a=rtpmap:{pt} opus/48000/2"]
+        pt = payload_type or VP8_PT
+        return [f"m=video 9 UDP/TLS/RTP/SAVPF {pt}", f"a=rtpmap:{pt} VP8/90000",
+                f"a=rtcp-fb:{pt} nack", f"a=rtcp-fb:{pt} nack pli", f"a=rtcp-fb:{pt} ccm fir"]
+
+    def _session_lines(self, mids: list[str]) -> list[str]:
+        return [
             "v=0",
             f"o=- {secrets.randbits(62)} 2 IN IP4 127.0.0.1",
             "s=-",
             "t=0 0",
-            f"a=group:BUNDLE {' '.join(s.mid for s in sections)}",
+            f"a=group:BUNDLE {' '.join(mids)}",
             "a=msid-semantic: WMS loadgen",
         ]
+
+    def _transport_lines(self, setup: str, with_candidate: bool) -> list[str]:
+        lines = [
+            "c=IN IP4 127.0.0.1",
+            f"a=ice-ufrag:{self.ufrag}",
+            f"a=ice-pwd:{self.pwd}",
+            f"a=fingerprint:sha-256 {self.fingerprint}",
+            f"a=setup:{setup}",
+        ]
+        if with_candidate:
+            lines += [f"a={self.candidate}", "a=end-of-candidates"]
+        return lines
+
+    def offer(self, sections: list[Section], setup: str = "actpass",
+              with_candidate: bool = False) -> str:
+        lines = self._session_lines([s.mid for s in sections])
         for section in sections:
-            if section.kind == "audio":
-                media = [f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}",
-                         f"a=rtpmap:{OPUS_PT} opus/48000/2"]
-            else:
-                media = [f"m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT}",
-                         f"a=rtpmap:{VP8_PT} VP8/90000"]
+            media = self._media_lines(section.kind)
             lines += [
                 media[0],
-                "c=IN IP4 0.0.0.0",
-                f"a=ice-ufrag:{self.ufrag}",
-                f"a=ice-pwd:{self.pwd}",
-                f"a=fingerprint:sha-256 {self.fingerprint}",
-                "a=setup:actpass",
+                *self._transport_lines(setup, with_candidate),
                 f"a=mid:{section.mid}",
                 "a=sendonly" if section.ssrc is not None else "a=recvonly",
                 "a=rtcp-mux",
@@ -162,14 +236,42 @@ class Peer(asyncio.DatagramProtocol):
                 ]
         return "\r\n".join(lines) + "\r\n"
 
+    def answer_receiving(self, offer_sdp: str) -> str:
+        """A recvonly answer to a server's offer (a subscription), as DTLS client."""
+        parsed = parse_offer(offer_sdp)
+        lines = self._session_lines([s.mid for s in parsed.sections])
+        for section in parsed.sections:
+            kind = "audio" if section.kind == "audio" else "video"
+            wanted = "opus" if kind == "audio" else "vp8"
+            pt = next((c.payload_type for c in section.codecs if c.name.lower() == wanted), None)
+            media = self._media_lines(kind, pt)
+            lines += [
+                media[0],
+                *self._transport_lines("active", with_candidate=True),
+                f"a=mid:{section.mid}",
+                "a=recvonly",
+                "a=rtcp-mux",
+                *media[1:],
+            ]
+        return "\r\n".join(lines) + "\r\n"
+
     # ICE and DTLS
 
     async def connect(self, answer: Answer, remote: tuple[str, int] | None = None,
                       timeout: float = 30.0) -> None:
-        """ICE check with nomination, then the DTLS handshake; `remote` overrides
-        the answer's candidate (e.g. to go through a relay)."""
+        """ICE checks, then the DTLS handshake; `remote` overrides the SDP's
+        candidate (e.g. to go through a relay, or one that trickled)."""
         self.answer = answer
-        self.remote = remote or answer.address
+        self.remote = remote or answer.address or self.remote
+        # Their 'active' makes us the DTLS server; 'passive', or 'actpass' answered
+        # by our 'active', makes us the client.
+        self.dtls_client = answer.setup != "active"
+        if self.dtls_client:
+            self.dtls.set_connect_state()
+        else:
+            self.dtls.set_accept_state()
+        if self.remote is None:
+            raise ValueError("no candidate to connect to")
         async with asyncio.timeout(timeout):
             while not self.ice_done.is_set():
                 self._send(self._binding_request())
@@ -177,7 +279,8 @@ class Peer(asyncio.DatagramProtocol):
                     await asyncio.wait_for(self.ice_done.wait(), 0.2)
                 except TimeoutError:
                     pass
-            self._advance_dtls()
+            if self.dtls_client:
+                self._advance_dtls()
             loop = asyncio.get_running_loop()
             next_consent = loop.time() + 1.0
             while not self.dtls_done.is_set():
@@ -197,15 +300,44 @@ class Peer(asyncio.DatagramProtocol):
         request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
         request.attributes["USERNAME"] = f"{self.answer.ufrag}:{self.ufrag}"
         request.attributes["PRIORITY"] = 1853824767
-        request.attributes["ICE-CONTROLLING"] = secrets.randbits(63)
-        request.attributes["USE-CANDIDATE"] = None
+        if self.controlling:
+            request.attributes["ICE-CONTROLLING"] = self.tie_breaker
+            request.attributes["USE-CANDIDATE"] = None
+        else:
+            request.attributes["ICE-CONTROLLED"] = self.tie_breaker
         request.add_message_integrity(self.answer.pwd.encode())
+        request.add_fingerprint()
         return bytes(request)
+
+    def _binding_response(self, request: stun.Message, addr: tuple[str, int]) -> bytes:
+        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE,
+                                transaction_id=request.transaction_id)
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        response.add_message_integrity(self.pwd.encode())
+        response.add_fingerprint()
+        return bytes(response)
 
     def keepalive(self) -> None:
         """A consent check, so a peer that only receives is not timed out."""
-        if self.answer is not None:
+        if self.answer is not None and self.remote is not None:
             self._send(self._binding_request())
+
+    def _on_stun(self, data: bytes, addr: tuple[str, int]) -> None:
+        message = stun.parse_message(data)
+        if message.message_class == stun.Class.REQUEST:
+            # A full ICE agent checks us too, and keeps checking for consent.
+            if message.attributes.get("USERNAME", "").split(":")[0] != self.ufrag:
+                raise ValueError("STUN request for another ufrag")
+            if self.transport is not None:
+                self.transport.sendto(self._binding_response(message, addr), addr)
+            if self.remote is None:
+                self.remote = addr
+            if "USE-CANDIDATE" in message.attributes:
+                self.nominated = True
+        elif message.message_class == stun.Class.RESPONSE:
+            self.checked = True
+        if self.checked and (self.controlling or self.nominated):
+            self.ice_done.set()
 
     def _advance_dtls(self) -> None:
         if self.dtls_done.is_set():
@@ -230,7 +362,7 @@ class Peer(asyncio.DatagramProtocol):
         assert self.answer is not None
         cert = self.dtls.get_peer_certificate(as_cryptography=True)
         if cert is None or certificate_fingerprint(cert) != self.answer.fingerprint.upper():
-            raise ValueError("server certificate does not match the answer's fingerprint")
+            raise ValueError("server certificate does not match the SDP's fingerprint")
         profile, key_len, salt_len = SRTP_PROFILES[self.dtls.get_selected_srtp_profile()]
         material = self.dtls.export_keying_material(
             b"EXTRACTOR-dtls_srtp", 2 * (key_len + salt_len))
@@ -238,12 +370,13 @@ class Peer(asyncio.DatagramProtocol):
         client_key, server_key = material[:key_len], material[key_len : 2 * key_len]
         client_salt = material[2 * key_len : 2 * key_len + salt_len]
         server_salt = material[2 * key_len + salt_len :]
+        ours, theirs = client_key + client_salt, server_key + server_salt
+        if not self.dtls_client:
+            ours, theirs = theirs, ours
         self.srtp_tx = pylibsrtp.Session(pylibsrtp.Policy(
-            key=client_key + client_salt, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-            srtp_profile=profile))
+            key=ours, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile))
         self.srtp_rx = pylibsrtp.Session(pylibsrtp.Policy(
-            key=server_key + server_salt, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
-            srtp_profile=profile))
+            key=theirs, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile))
 
     # Datagrams
 
@@ -253,32 +386,58 @@ class Peer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         first = data[0] if data else 0
+        if 128 <= first < 192 and self.srtp_rx is not None:
+            if 192 <= data[1] <= 223:
+                if self.measure:
+                    self._on_rtcp(data)
+            elif self.measure:
+                try:
+                    self._record(self.srtp_rx.unprotect(data))
+                except pylibsrtp.Error:
+                    self.errors += 1
+            else:
+                self.counted += 1
+            return
         try:
             if first < 4:
-                message = stun.parse_message(data)
-                if message.message_class == stun.Class.RESPONSE:
-                    self.ice_done.set()
-            elif 20 <= first < 64:
+                self._on_stun(data, addr)
+            elif 20 <= first < 64 and self.answer is not None:
                 self.dtls.bio_write(data)
                 self._advance_dtls()
-            elif 128 <= first < 192 and self.srtp_rx is not None:
-                if 192 <= data[1] <= 223:
-                    return  # RTCP: keyframe requests and reports, not measured
-                self._record(self.srtp_rx.unprotect(data))
-        except (ValueError, SSL.Error, pylibsrtp.Error) as error:
+        except (ValueError, KeyError, SSL.Error, pylibsrtp.Error) as error:
             self.errors += 1
             logger.debug("dropped datagram: %s", error)
 
+    def _on_rtcp(self, data: bytes) -> None:
+        assert self.srtp_rx is not None
+        try:
+            packet = self.srtp_rx.unprotect_rtcp(data)
+        except pylibsrtp.Error:
+            self.errors += 1
+            return
+        offset = 0
+        feedback = self.feedback
+        while offset + 4 <= len(packet):
+            fmt, pt = packet[offset] & 0x1F, packet[offset + 1]
+            if pt == 205 and fmt == 1:
+                feedback.nack += 1
+            elif pt == 206 and fmt == 1:
+                feedback.pli += 1
+            elif pt == 206 and fmt == 4:
+                feedback.fir += 1
+            elif pt == 206 and fmt == 15:
+                feedback.remb += 1
+            offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
+
     def _record(self, packet: bytes) -> None:
         arrived = time.monotonic()
-        _, _, seq, _, ssrc = RTP_HEADER.unpack_from(packet)
         offset = 12 + 4 * (packet[0] & 0x0F)
         if packet[0] & 0x10:
             offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
-        sent, _ = PAYLOAD_HEADER.unpack_from(packet, offset)
+        _, sent, sender, kind, number = PAYLOAD_HEADER.unpack_from(packet, offset)
         received = self.received
-        received.ssrc.append(ssrc)
-        received.seq.append(seq)
+        received.stream.append(sender * 2 + kind)
+        received.number.append(number)
         received.sent_at.append(sent)
         received.arrived_at.append(arrived)
 

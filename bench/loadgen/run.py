@@ -1,4 +1,5 @@
-"""Run one meeting shape against a Confide server and print what the media plane did.
+"""Run one meeting shape against a Confide (or Janus) server and print what the
+media plane did.
 
     python -m bench.loadgen.run --server http://127.0.0.1:8080 --people 3 --seconds 5
 
@@ -13,225 +14,288 @@ import asyncio
 import contextlib
 import json
 import math
+import resource
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from .measure import Result, overall, receiver_result
-from .peer import OPUS_PT, VP8_PT, Answer, Peer, Section, payload
-from .relay import Relay
-from .signalling import Signalling, create_meeting
+from .measure import Result, counted_result, overall, receiver_result
+from .meetings import ConfideMeeting, Impairment, JanusMeeting, MeetingDriver, Participant
+from .peer import AUDIO, OPUS_PT, VIDEO, VP8_PT, Feedback, Received, payload
 
 AUDIO_INTERVAL = 0.020
 AUDIO_BYTES = 100
 VIDEO_FPS = 30
 VIDEO_PACKET_BYTES = 1200
 
+Probe = Callable[[], tuple[float, int]]
+"""The server's CPU seconds so far and its resident memory in bytes."""
 
-@dataclass(frozen=True)
-class Impairment:
-    """A relay in front of one participant: loss fraction and one-way delay (s);
-    `media_only` spares STUN and DTLS from the loss."""
-
-    loss: float
-    delay: float
-    seed: int = 1
-    media_only: bool = False
+__all__ = ["Impairment", "LoadRun", "Report", "format_report", "run_meeting"]
 
 
 @dataclass
-class Participant:
-    index: int
-    peer: Peer
-    sends: bool
-    audio_ssrc: int = field(default_factory=lambda: secrets.randbits(32))
-    video_ssrc: int = field(default_factory=lambda: secrets.randbits(32))
-    answer: Answer | None = None
-    first_answer: asyncio.Event = field(default_factory=asyncio.Event)
-    signalling: Signalling | None = None
-    relay: Relay | None = None
-    sent: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def sections(self) -> list[Section]:
-        if not self.sends:
-            return []
-        return [Section("a", "audio", self.audio_ssrc), Section("v", "video", self.video_ssrc)]
-
-    def take_answer(self, answer: Answer) -> None:
-        self.answer = answer
-        self.first_answer.set()
+class SendState:
+    audio_seq: int = field(default_factory=lambda: secrets.randbelow(0x10000))
+    video_seq: int = field(default_factory=lambda: secrets.randbelow(0x10000))
+    audio_ts: int = field(default_factory=lambda: secrets.randbits(32))
+    video_ts: int = field(default_factory=lambda: secrets.randbits(32))
 
 
 @dataclass
 class Report:
+    server: str
     people: int
+    senders: int
     seconds: float
     video_kbps: int
     sent_per_second: float
     forwarded_per_second: float
     receivers: dict[str, Result]
     total: Result
+    feedback: Feedback
+    """RTCP feedback the measuring receivers got."""
+    generator_cpu: float
+    """The generator's own CPU use over the window, as a fraction of one core."""
+    server_cpu_seconds: float | None = None
+    server_rss: int | None = None
+
+    @property
+    def cpu_per_million(self) -> float | None:
+        """Server CPU seconds per million forwarded packets."""
+        forwarded = self.forwarded_per_second * self.seconds
+        if self.server_cpu_seconds is None or forwarded == 0:
+            return None
+        return self.server_cpu_seconds / forwarded * 1e6
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "people": self.people, "seconds": self.seconds, "video_kbps": self.video_kbps,
+            "server": self.server, "people": self.people, "senders": self.senders,
+            "seconds": self.seconds, "video_kbps": self.video_kbps,
             "sent_per_second": self.sent_per_second,
             "forwarded_per_second": self.forwarded_per_second,
-            "receivers": {name: r.as_dict() for name, r in self.receivers.items()},
+            "server_cpu_seconds": self.server_cpu_seconds,
+            "cpu_seconds_per_million": self.cpu_per_million,
+            "server_rss": self.server_rss,
+            "generator_cpu": self.generator_cpu,
+            "feedback": vars(self.feedback),
             "total": self.total.as_dict(),
+            "receivers": {name: r.as_dict() for name, r in self.receivers.items()},
         }
 
 
-async def _join(http: aiohttp.ClientSession, base_url: str, meeting: Any,
-                participant: Participant, impairment: Impairment | None) -> None:
-    await participant.peer.open()
-    participant.signalling = Signalling(http, base_url, meeting, participant.sections,
-                                        participant.peer.offer, participant.take_answer)
-    await participant.signalling.join()
-    await asyncio.wait_for(participant.first_answer.wait(), 10)
-    assert participant.answer is not None
-    remote = None
-    if impairment is not None:
-        participant.relay = Relay(participant.answer.address, impairment.loss,
-                                  impairment.delay, impairment.seed, impairment.media_only)
-        await participant.relay.start()
-        remote = participant.relay.address
-    await participant.peer.connect(participant.answer, remote)
+def raise_file_limit() -> None:
+    """Each peer is a socket; a thousand receivers need more than the default 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _expected(participants: list[Participant], receiver: Participant) -> set[int]:
-    return {ssrc for p in participants if p is not receiver and p.sends
-            for ssrc in (p.audio_ssrc, p.video_ssrc)}
+class LoadRun:
+    """A meeting on one server that grows as participants are added, measured in
+    windows: everyone who sends sends for a while, and what arrived is counted."""
 
+    def __init__(self, driver: MeetingDriver, video_kbps: int = 1000,
+                 probe: Probe | None = None) -> None:
+        self.driver = driver
+        self.video_kbps = video_kbps
+        self.probe = probe
+        self.participants: list[Participant] = []
+        self._state: dict[int, SendState] = {}
+        self._keepalive: asyncio.Task[None] | None = None
 
-async def _all_subscribed(participants: list[Participant], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
+    async def __aenter__(self) -> LoadRun:
+        await self.driver.open()
+        self._keepalive = asyncio.create_task(self._keep_alive())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        with contextlib.suppress(Exception):
+            await self.driver.close()
+        for participant in self.participants:
+            participant.close()
+
+    async def add(self, count: int, sends: bool, measure: bool = True,
+                  impairment: Impairment | None = None, batch: int = 20) -> list[Participant]:
+        """Join `count` more people and wait until everyone receives every sender."""
+        start = len(self.participants)
+        added = [Participant(start + i, sends, measure, impairment) for i in range(count)]
+        self.participants += added
+        if sends:  # one at a time, so each sender sees the meeting grow in order
+            for participant in added:
+                await self.driver.join(participant)
+        else:
+            for first in range(0, count, batch):
+                await asyncio.gather(*(self.driver.join(p) for p in added[first:first + batch]))
+        await self.driver.subscribe(self.participants)
+        return added
+
+    async def _keep_alive(self) -> None:
+        """Consent checks, so a peer that sends no media (yet) is not timed out."""
         while True:
-            if all(p.answer is not None
-                   and _expected(participants, p) <= set(p.answer.ssrcs.values())
-                   for p in participants):
-                return
-            await asyncio.sleep(0.05)
+            for participant in self.participants:
+                for peer in participant.peers():
+                    peer.keepalive()
+            await asyncio.sleep(1.0)
+
+    async def window(self, seconds: float, settle: float = 0.5) -> Report:
+        for participant in self.participants:
+            participant.sent = {}
+            if participant.recv_peer is not None:
+                participant.recv_peer.received = Received()
+                participant.recv_peer.counted = 0
+                participant.recv_peer.feedback = Feedback()
+        await asyncio.sleep(settle)
+        before = self.probe() if self.probe else None
+        cpu_before, wall_before = time.process_time(), time.monotonic()
+        senders = [p for p in self.participants if p.sends]
+        await asyncio.gather(*(self._send(p, seconds) for p in senders))
+        generator_cpu = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
+        after = self.probe() if self.probe else None
+        delays = [p.impairment.delay for p in self.participants if p.impairment]
+        await asyncio.sleep(settle + max(delays, default=0))
+        return self._report(seconds, generator_cpu, before, after)
+
+    def _report(self, seconds: float, generator_cpu: float,
+                before: tuple[float, int] | None, after: tuple[float, int] | None) -> Report:
+        sent_by_stream = {s: n for p in self.participants for s, n in p.sent.items()}
+        results: dict[str, Result] = {}
+        received: dict[str, Received] = {}
+        expected: dict[str, dict[int, int]] = {}
+        feedback = Feedback()
+        for p in self.participants:
+            peer = p.recv_peer
+            if peer is None:
+                continue
+            name = f"peer{p.index}"
+            expected[name] = {s: n for s, n in sent_by_stream.items() if s not in p.streams}
+            if p.measure:
+                received[name] = peer.received
+                results[name] = receiver_result(expected[name], peer.received)
+                for key, value in vars(peer.feedback).items():
+                    setattr(feedback, key, getattr(feedback, key) + value)
+            else:
+                results[name] = counted_result(expected[name], peer.counted)
+        return Report(
+            server=self.driver.name,
+            people=len(self.participants),
+            senders=sum(p.sends for p in self.participants),
+            seconds=seconds,
+            video_kbps=self.video_kbps,
+            sent_per_second=sum(sent_by_stream.values()) / seconds,
+            forwarded_per_second=sum(r.received for r in results.values()) / seconds,
+            receivers=results,
+            total=overall(results, received, expected),
+            feedback=feedback,
+            generator_cpu=generator_cpu,
+            server_cpu_seconds=after[0] - before[0] if before and after else None,
+            server_rss=after[1] if after else None,
+        )
+
+    async def _send(self, participant: Participant, seconds: float) -> None:
+        """Paces audio and video by the loop clock."""
+        loop = asyncio.get_running_loop()
+        peer = participant.send_peer
+        assert peer is not None
+        state = self._state.setdefault(participant.index, SendState())
+        frame_bytes = self.video_kbps * 1000 // 8 // VIDEO_FPS
+        packets_per_frame = max(1, math.ceil(frame_bytes / VIDEO_PACKET_BYTES))
+        video_bytes = max(32, frame_bytes // packets_per_frame)
+        audio_number = video_number = 0
+        start = loop.time()
+        next_audio = next_video = start
+        end = start + seconds
+        sender = participant.index
+        while True:
+            now = loop.time()
+            if now >= end:
+                break
+            if now >= next_audio:
+                peer.send_rtp(participant.audio_ssrc, OPUS_PT, state.audio_seq, state.audio_ts,
+                              payload(sender, AUDIO, audio_number, AUDIO_BYTES, time.monotonic()))
+                audio_number += 1
+                state.audio_seq, state.audio_ts = state.audio_seq + 1, state.audio_ts + 960
+                next_audio += AUDIO_INTERVAL
+            if self.video_kbps > 0 and now >= next_video:
+                for i in range(packets_per_frame):
+                    body = payload(sender, VIDEO, video_number, video_bytes, time.monotonic(),
+                                   start=i == 0)
+                    peer.send_rtp(participant.video_ssrc, VP8_PT, state.video_seq,
+                                  state.video_ts, body, marker=i == packets_per_frame - 1)
+                    video_number += 1
+                    state.video_seq += 1
+                state.video_ts += 90000 // VIDEO_FPS
+                next_video += 1 / VIDEO_FPS
+            await asyncio.sleep(max(0.0, min(next_audio, next_video) - loop.time()))
+        audio, video = participant.streams
+        participant.sent = {audio: audio_number, video: video_number}
 
 
-async def _send(participant: Participant, seconds: float, video_kbps: int) -> None:
-    """Paces audio and video by the loop clock."""
-    loop = asyncio.get_running_loop()
-    peer = participant.peer
-    frame_bytes = video_kbps * 1000 // 8 // VIDEO_FPS
-    packets_per_frame = max(1, math.ceil(frame_bytes / VIDEO_PACKET_BYTES))
-    video_bytes = max(16, frame_bytes // packets_per_frame)
-    audio_seq, video_seq = secrets.randbelow(0x10000), secrets.randbelow(0x10000)
-    audio_ts, video_ts = secrets.randbits(32), secrets.randbits(32)
-    start = loop.time()
-    next_audio = next_video = start
-    end = start + seconds
-    sent = participant.sent
-    while True:
-        now = loop.time()
-        if now >= end:
-            break
-        if participant.sends and now >= next_audio:
-            peer.send_rtp(participant.audio_ssrc, OPUS_PT, audio_seq, audio_ts,
-                          payload(participant.index, AUDIO_BYTES, time.monotonic()))
-            sent[participant.audio_ssrc] = sent.get(participant.audio_ssrc, 0) + 1
-            audio_seq, audio_ts = audio_seq + 1, audio_ts + 960
-            next_audio += AUDIO_INTERVAL
-        if participant.sends and video_kbps > 0 and now >= next_video:
-            for i in range(packets_per_frame):
-                peer.send_rtp(participant.video_ssrc, VP8_PT, video_seq, video_ts,
-                              payload(participant.index, video_bytes, time.monotonic()),
-                              marker=i == packets_per_frame - 1)
-                video_seq += 1
-            sent[participant.video_ssrc] = sent.get(participant.video_ssrc, 0) + packets_per_frame
-            video_ts += 90000 // VIDEO_FPS
-            next_video += 1 / VIDEO_FPS
-        await asyncio.sleep(max(0.0, min(next_audio, next_video) - loop.time()))
-
-
-async def _keepalive(participant: Participant) -> None:
-    """Consent checks, so a peer that sends no media (yet) is not timed out."""
-    while True:
-        participant.peer.keepalive()
-        await asyncio.sleep(1.0)
+def driver_for(server: str, http: aiohttp.ClientSession, base_url: str) -> MeetingDriver:
+    if server == "janus":
+        return JanusMeeting(http, base_url)
+    return ConfideMeeting(http, base_url)
 
 
 async def run_meeting(base_url: str, people: int, seconds: float, video_kbps: int = 1000,
                       impairments: dict[int, Impairment] | None = None,
-                      receive_only: frozenset[int] = frozenset()) -> Report:
-    """`impairments` puts a relay in front of those participants (by index);
-    `receive_only` participants send no media."""
+                      receive_only: frozenset[int] = frozenset(),
+                      server: str = "confide", probe: Probe | None = None) -> Report:
+    """Everyone joins, then one window. `impairments` puts a relay in front of those
+    participants' receiving peers (by index); `receive_only` participants send nothing."""
     impairments = impairments or {}
-    participants = [Participant(i, Peer(i), i not in receive_only) for i in range(people)]
     async with aiohttp.ClientSession() as http:
-        meeting = await create_meeting(http, base_url)
-        keepalives: list[asyncio.Task[None]] = []
-        try:
-            for participant in participants:
-                impairment = impairments.get(participant.index)
-                await _join(http, base_url, meeting, participant, impairment)
-                keepalives.append(asyncio.create_task(_keepalive(participant)))
-            await _all_subscribed(participants)
-            await asyncio.sleep(0.3)
-            await asyncio.gather(*(_send(p, seconds, video_kbps) for p in participants))
-            await asyncio.sleep(0.5 + max((i.delay for i in impairments.values()), default=0))
-        finally:
-            for task in keepalives:
-                task.cancel()
-            for participant in participants:
-                if participant.signalling is not None:
-                    with contextlib.suppress(Exception):
-                        await participant.signalling.close()
-                participant.peer.close()
-                if participant.relay is not None:
-                    participant.relay.close()
-    sent_by_ssrc = {ssrc: n for p in participants for ssrc, n in p.sent.items()}
-    expected = {
-        f"peer{p.index}": {s: sent_by_ssrc.get(s, 0) for s in _expected(participants, p)}
-        for p in participants
-    }
-    received = {f"peer{p.index}": p.peer.received for p in participants}
-    results = {name: receiver_result(expected[name], received[name]) for name in expected}
-    return Report(
-        people=people, seconds=seconds, video_kbps=video_kbps,
-        sent_per_second=sum(sent_by_ssrc.values()) / seconds,
-        forwarded_per_second=sum(len(r.ssrc) for r in received.values()) / seconds,
-        receivers=results,
-        total=overall(results, received, expected),
-    )
+        async with LoadRun(driver_for(server, http, base_url), video_kbps, probe) as run:
+            for index in range(people):
+                await run.add(1, index not in receive_only, impairment=impairments.get(index))
+            return await run.window(seconds)
 
 
 def format_report(report: Report) -> str:
     lines = [
-        f"{report.people} people, {report.seconds:g} s, video {report.video_kbps} kbit/s: "
+        f"{report.server}: {report.people} people ({report.senders} sending), "
+        f"{report.seconds:g} s, video {report.video_kbps} kbit/s: "
         f"sent {report.sent_per_second:.0f} packets/s, "
-        f"forwarded {report.forwarded_per_second:.0f} packets/s",
+        f"forwarded {report.forwarded_per_second:.0f} packets/s; "
+        f"generator CPU {report.generator_cpu:.0%}",
         f"{'receiver':<10}{'expected':>10}{'received':>10}{'loss':>9}{'reorder':>9}"
         f"{'p50 ms':>9}{'p99 ms':>9}",
     ]
-    for name, r in [*report.receivers.items(), ("all", report.total)]:
+    shown = list(report.receivers.items())
+    if len(shown) > 12:
+        shown = shown[:6] + shown[-6:]
+    for name, r in [*shown, ("all", report.total)]:
         lines.append(
             f"{name:<10}{r.expected:>10}{r.received:>10}{r.loss:>9.2%}{r.reordered:>9}"
             f"{r.delay_p50 * 1000:>9.2f}{r.delay_p99 * 1000:>9.2f}"
         )
+    f = report.feedback
+    lines.append(f"feedback at measuring receivers: {f.nack} NACK, {f.pli} PLI, {f.fir} FIR, "
+                 f"{f.remb} REMB")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", required=True, help="base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--janus", action="store_true",
+                        help="the server is Janus's HTTP API (e.g. http://127.0.0.1:8088/janus)")
     parser.add_argument("--people", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--video-kbps", type=int, default=1000)
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)
+    raise_file_limit()
     report = asyncio.run(run_meeting(args.server.rstrip("/"), args.people, args.seconds,
-                                     args.video_kbps))
+                                     args.video_kbps,
+                                     server="janus" if args.janus else "confide"))
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as out:
