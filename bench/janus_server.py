@@ -2,13 +2,14 @@
 
 A throwaway config set keeps Janus as close to Confide's SFU as it goes: only the
 VideoRoom plugin and the plain HTTP REST transport on 127.0.0.1, no event handlers or
-loggers, quiet logs, and a fixed RTP port range.
+loggers, quiet logs, a fixed RTP port range, and one shared media loop.
 
-Janus 1.1.2 never gathers loopback host candidates (its ICE setup skips IFF_LOOPBACK
-interfaces and libnice's own fallback does too), so its candidates carry the machine's
-other host addresses (ice_enforce_list picks one). Datagrams between local addresses
-never leave the kernel's loopback path, so a peer bound to 127.0.0.1 reaches them just
-as it reaches Confide on 127.0.0.1.
+Janus cannot offer 127.0.0.1: its ICE setup skips IFF_LOOPBACK interfaces, and
+libnice's own fallback does too. Its one host candidate is therefore `ice_address()`
+(the machine's outward IPv4 address), and libnice pins that socket's unicast sends to
+its interface (IP_UNICAST_IF), so replies to a peer bound to 127.0.0.1 are lost. Peers
+must bind to `ice_address()` as well; datagrams between local addresses still never
+leave the kernel's loopback path, as with Confide on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def _disabled(folder: Path, kept: str) -> str:
 
 
 def ice_address() -> str:
-    """The host address Janus will put in its candidates: the one the kernel would use
-    for outside traffic, since Janus cannot offer 127.0.0.1."""
+    """The one host address Janus gathers (enforced in the config) and peers must bind
+    to: the one the kernel would use for outside traffic, since Janus cannot offer
+    127.0.0.1. A machine with no route out gets 127.0.0.1, on which Janus gathers nothing."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("192.0.2.1", 9))  # no packet is sent: it only picks a route
@@ -90,7 +92,6 @@ def write_config(
 	debug_timestamps = false
 	session_timeout = {session_timeout}
 	event_loops = {event_loops}
-	hide_dependencies = false
 }}
 certificates: {{
 }}
@@ -157,17 +158,29 @@ class JanusServer:
         return self.process.pid
 
     @property
+    def media_host(self) -> str:
+        """Where Janus's candidates point, and so where peers must bind."""
+        return ice_address()
+
+    @property
     def log(self) -> Path:
         return self.folder / LOG_NAME
 
     def start(self, cpu: int | None = None, timeout: float = 20.0) -> None:
         """Launch Janus, pinned to `cpu` if given, and return once its REST API answers."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError("Janus is already running")
         command = [str(JANUS), "-F", str(self.folder), "--disable-colors"]
         if cpu is not None:
             command = ["taskset", "-c", str(cpu), *command]
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=self.folder)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.folder,
+            )
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.process.poll() is not None:
@@ -207,7 +220,10 @@ class JanusServer:
             self.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.stop()
-

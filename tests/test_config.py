@@ -46,7 +46,10 @@ def test_every_new_flag_reaches_the_settings(tmp_path: Path) -> None:
         "--turn-url", "turn:turn.example.org:3478?transport=udp",
         "--turn-url", "turns:turn.example.org:5349?transport=tcp",
         "--turn-secret", "north-wind", "--log-format", "json",
+        "--join-rate-per-address", "10/500", "--join-rate-per-meeting", "50/2000",
     ])
+    assert (settings.join_rate_per_address, settings.join_burst_per_address) == (10.0, 500.0)
+    assert (settings.join_rate_per_meeting, settings.join_burst_per_meeting) == (50.0, 2000.0)
     assert settings.tls
     assert (settings.tls_cert, settings.tls_key) == (Path("cert.pem"), Path("key.pem"))
     assert (settings.meeting_lifetime, settings.expiry_interval) == (3600.0, 5.0)
@@ -75,6 +78,9 @@ def test_self_signed_turns_tls_on() -> None:
     ["--log-format", "xml"],
     ["--store", "/no/such/directory/meetings.db"],
     ["--host", "0.0.0.0"],
+    ["--join-rate-per-address", "5"],
+    ["--join-rate-per-meeting", "0/100"],
+    ["--join-rate-per-meeting", "many/lots"],
 ])
 def test_bad_flag_combinations_are_refused(flags: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

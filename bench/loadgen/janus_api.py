@@ -25,6 +25,8 @@ class JanusSession:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.trickled: dict[int, list[str]] = defaultdict(list)
         """Candidates Janus trickled, per handle."""
+        self.up: set[int] = set()
+        """Handles whose PeerConnection Janus reported up ('webrtcup')."""
         self._poll: asyncio.Task[None] | None = None
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -90,6 +92,12 @@ class JanusSession:
             else {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0})
         await self._post(f"/{self.session_id}/{handle}", {"janus": "trickle", "candidate": body})
 
+    async def webrtc_up(self, handle: int, timeout: float = 15) -> None:
+        """Janus refuses subscriptions to a feed ('No such feed') until it is up."""
+        async with asyncio.timeout(timeout):
+            while handle not in self.up:
+                await asyncio.sleep(0.02)
+
     async def _long_poll(self) -> None:
         url = f"{self.base_url}/{self.session_id}"
         while True:
@@ -104,6 +112,9 @@ class JanusSession:
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("janus")
+        if kind == "webrtcup":
+            self.up.add(int(event["sender"]))
+            return
         if kind == "trickle":
             candidate = event.get("candidate", {})
             if isinstance(candidate, dict) and candidate.get("candidate"):

@@ -148,8 +148,12 @@ class JanusMeeting:
 
     name = "janus"
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, host: str) -> None:
+        """`host`: the address to bind peers to. Janus offers no loopback candidate and
+        its libnice sockets send only through a real interface (IP_UNICAST_IF), so
+        peers use the machine's own address; the packets still stay in the kernel."""
         self.api = JanusSession(http, base_url)
+        self.host = host
         self.room = secrets.randbelow(1 << 31) + 1
         self.feeds: dict[int, int] = {}
         """Participant index to its Janus publisher id."""
@@ -169,7 +173,7 @@ class JanusMeeting:
             return
         peer = Peer(participant.index, controlling=True, measure=participant.measure)
         participant.send_peer = peer
-        await peer.open()
+        await peer.open(self.host)
         handle = await self.api.attach()
         event = await self.api.message(
             handle,
@@ -180,6 +184,7 @@ class JanusMeeting:
         self.feeds[participant.index] = int(event["plugindata"]["data"]["id"])
         answer = await self._with_address(handle, parse_answer(event["jsep"]["sdp"]))
         await _connect(peer, answer, participant, receiving=False)
+        await self.api.webrtc_up(handle)
 
     async def subscribe(self, participants: list[Participant]) -> None:
         pending = [p for p in participants if p.index not in self.subscribed]
@@ -192,7 +197,7 @@ class JanusMeeting:
             return
         peer = Peer(participant.index, controlling=False, measure=participant.measure)
         participant.recv_peer = peer
-        await peer.open()
+        await peer.open(self.host)
         handle = await self.api.attach()
         event = await self.api.message(handle, {
             "request": "join", "ptype": "subscriber", "room": self.room,

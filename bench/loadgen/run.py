@@ -36,7 +36,7 @@ VIDEO_PACKET_BYTES = 1200
 Probe = Callable[[], tuple[float, int]]
 """The server's CPU seconds so far and its resident memory in bytes."""
 
-__all__ = ["Impairment", "LoadRun", "Report", "format_report", "run_meeting"]
+__all__ = ["Impairment", "LoadRun", "Report", "client_session", "format_report", "run_meeting"]
 
 
 @dataclass
@@ -238,21 +238,29 @@ class LoadRun:
         participant.sent = {audio: audio_number, video: video_number}
 
 
-def driver_for(server: str, http: aiohttp.ClientSession, base_url: str) -> MeetingDriver:
+def client_session() -> aiohttp.ClientSession:
+    """Each Confide participant holds a WebSocket: no cap on open connections."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
+def driver_for(server: str, http: aiohttp.ClientSession, base_url: str,
+               media_host: str = "127.0.0.1") -> MeetingDriver:
     if server == "janus":
-        return JanusMeeting(http, base_url)
+        return JanusMeeting(http, base_url, media_host)
     return ConfideMeeting(http, base_url)
 
 
 async def run_meeting(base_url: str, people: int, seconds: float, video_kbps: int = 1000,
                       impairments: dict[int, Impairment] | None = None,
                       receive_only: frozenset[int] = frozenset(),
-                      server: str = "confide", probe: Probe | None = None) -> Report:
+                      server: str = "confide", probe: Probe | None = None,
+                      media_host: str = "127.0.0.1") -> Report:
     """Everyone joins, then one window. `impairments` puts a relay in front of those
     participants' receiving peers (by index); `receive_only` participants send nothing."""
     impairments = impairments or {}
-    async with aiohttp.ClientSession() as http:
-        async with LoadRun(driver_for(server, http, base_url), video_kbps, probe) as run:
+    async with client_session() as http:
+        driver = driver_for(server, http, base_url, media_host)
+        async with LoadRun(driver, video_kbps, probe) as run:
             for index in range(people):
                 await run.add(1, index not in receive_only, impairment=impairments.get(index))
             return await run.window(seconds)
@@ -287,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", required=True, help="base URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--janus", action="store_true",
                         help="the server is Janus's HTTP API (e.g. http://127.0.0.1:8088/janus)")
+    parser.add_argument("--media-host", default="127.0.0.1",
+                        help="address to bind peers to (Janus: the machine's own address)")
     parser.add_argument("--people", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--video-kbps", type=int, default=1000)
@@ -295,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_file_limit()
     report = asyncio.run(run_meeting(args.server.rstrip("/"), args.people, args.seconds,
                                      args.video_kbps,
-                                     server="janus" if args.janus else "confide"))
+                                     server="janus" if args.janus else "confide",
+                                     media_host=args.media_host))
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as out:

@@ -70,6 +70,18 @@ def _turn_url(text: str) -> str:
     return text
 
 
+def _join_rate(text: str) -> tuple[float, float]:
+    rate, _, burst = text.partition("/")
+    try:
+        values = float(rate), float(burst)
+    except ValueError:
+        values = (0.0, 0.0)
+    if not (values[0] > 0 and values[1] >= 1):
+        raise argparse.ArgumentTypeError("must be RATE/BURST, e.g. 2/60: a burst of joins, "
+                                         "then a rate per second")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="confide", description="Confide video meetings")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="address browsers send media to (default: --host, or 127.0.0.1 when it is 0.0.0.0)",
     )
     serve.add_argument("--max-participants", type=int, default=100)
+    serve.add_argument(
+        "--join-rate-per-address", type=_join_rate, metavar="RATE/BURST",
+        default=(Settings.join_rate_per_address, Settings.join_burst_per_address),
+        help="joins one address may make: a burst, then a rate per second (default: 2/60)",
+    )
+    serve.add_argument(
+        "--join-rate-per-meeting", type=_join_rate, metavar="RATE/BURST",
+        default=(Settings.join_rate_per_meeting, Settings.join_burst_per_meeting),
+        help="joins one meeting takes: a burst, then a rate per second (default: 5/100)",
+    )
     serve.add_argument(
         "--tls-cert", type=Path, default=None, metavar="FILE",
         help="serve HTTPS with this PEM certificate chain (with --tls-key)",
@@ -151,6 +173,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         media_port=args.media_port if args.media_port is not None else args.port,
         public_ip=public_ip,
         max_participants=args.max_participants,
+        join_rate_per_address=args.join_rate_per_address[0],
+        join_burst_per_address=args.join_rate_per_address[1],
+        join_rate_per_meeting=args.join_rate_per_meeting[0],
+        join_burst_per_meeting=args.join_rate_per_meeting[1],
         meeting_lifetime=args.meeting_lifetime,
         expiry_interval=args.expiry_interval,
         tls_cert=args.tls_cert,
