@@ -193,7 +193,7 @@ def summary(report: Report) -> dict[str, Any]:
         "loss": report.total.loss,
         "server_rss_mb": (report.server_rss or 0) / 2**20,
         "generator_cpu": report.generator_cpu,
-        "receivers": len(report.receivers),
+        "receivers": sum(1 for r in report.receivers.values() if r.expected > 0),
         "nack": report.feedback.nack, "pli": report.feedback.pli,
     }
 

@@ -24,6 +24,15 @@ def server() -> Iterator[Server]:
     process.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def pure_python_server() -> Iterator[Server]:
+    """The fallback: no C fan-out, no uvloop."""
+    process, running = start_server("loadgen-pure.log", env={"CONFIDE_PURE_PYTHON": "1"})
+    yield running
+    process.terminate()
+    process.wait(timeout=10)
+
+
 def test_measure_counts_loss_reordering_and_delay() -> None:
     # Stream 3 (sender 1's video): 0, 2, 1, 4 and a duplicate 2; stream 4 is not expected.
     received = Received(
@@ -35,7 +44,10 @@ def test_measure_counts_loss_reordering_and_delay() -> None:
                             delay_p50=pytest.approx(0.03), delay_p99=pytest.approx(0.05))
 
 
-def test_three_peers_receive_each_other_without_loss(server: Server) -> None:
+@pytest.mark.parametrize("which", ["server", "pure_python_server"])
+def test_three_peers_receive_each_other_without_loss(which: str,
+                                                     request: pytest.FixtureRequest) -> None:
+    server: Server = request.getfixturevalue(which)
     report = asyncio.run(run_meeting(server.base_url, people=3, seconds=3, video_kbps=500))
     print(format_report(report))
     for name, result in report.receivers.items():

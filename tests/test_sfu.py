@@ -664,6 +664,22 @@ def test_sender_report_reaches_the_subscriber_with_the_publisher_clock(meeting: 
     assert (relayed.packet_count, relayed.octet_count) == (3, 300)
 
 
+def test_sender_report_counts_survive_a_change_of_route(meeting: Meeting) -> None:
+    """Counts are kept per stream on the batched route; a rebuild (someone joins,
+    an address changes) must carry each receiver's count over."""
+    packets = list(camera_packets(400, 5))
+    for packet in packets[:3]:
+        meeting.publish(packet, 1.0)
+    meeting.sfu.route_version += 1  # as when anyone's routing changes
+    for packet in packets[3:]:
+        meeting.publish(packet, 1.0)
+    report = SenderReport(CAMERA_SSRC, 0xE8E1_2345_8000_0000, 0, 5, 500, [])
+    meeting.network.send(meeting.a, meeting.a.protect_rtcp([report]), 1.1)
+    meeting.network.deliver()
+    [relayed] = meeting.b.take_rtcp(SenderReport)
+    assert (relayed.packet_count, relayed.octet_count) == (5, 500)
+
+
 def test_receiver_report_after_a_sender_report_echoes_its_timestamp(meeting: Meeting) -> None:
     meeting.publish(next(camera_packets(400, 1)), 1.0)
     ntp = 0xE8E1_2345_8000_0000

@@ -4,9 +4,11 @@ described in docs/config.md."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import logging
+import os
 import re
 import ssl
 import sys
@@ -243,8 +245,22 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=ssl_context,
         print=None,
         access_log_format=access_log_format,
+        loop=event_loop(),
     )
     return 0
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed: it takes UDP datagrams off the socket several times
+    faster than asyncio's selector loop. CONFIDE_PURE_PYTHON=1 keeps the default."""
+    if os.environ.get("CONFIDE_PURE_PYTHON") != "1":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 if __name__ == "__main__":

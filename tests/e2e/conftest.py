@@ -34,6 +34,7 @@ def start_server(
     *extra: str,
     ports: tuple[int, int] | None = None,
     launcher: tuple[str, ...] = ("confide.cli",),
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], Server]:
     """Runs `confide serve` on free ports (or the given TCP and UDP ports).
 
@@ -47,6 +48,7 @@ def start_server(
         [sys.executable, "-m", *launcher, "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     base_url = f"http://localhost:{port}"
     deadline = time.monotonic() + 20

@@ -40,6 +40,12 @@ class PublishedStream:
     """NTP and RTP timestamp of the publisher's last sender report."""
     last_keyframe_request_at: float = -1e9
     fir_sequence: int = 0
+    forwarded_packets: int = 0
+    forwarded_octets: int = 0
+    """Packets (and payload octets) sent on the batched route, to each of its receivers."""
+    route: Route | None = None
+    route_version: int = -1
+    """The SFU's routing version `route` was built for; rebuilt when they differ."""
 
     def __post_init__(self) -> None:
         self.stats = ReceptionStats(self.ssrc, self.clock_rate)
@@ -63,9 +69,47 @@ class Subscription:
     mid: str
     payload_type_map: dict[int, int]
     """Publisher payload type to subscriber payload type; empty when they are equal."""
-    packets_sent: int = 0
-    octets_sent: int = 0
     estimate: LossBasedEstimate = field(default_factory=LossBasedEstimate)
+    banked_packets: int = 0
+    banked_octets: int = 0
+    since: tuple[int, int] | None = None
+    """The stream's forwarded counts when this subscription joined its batched route;
+    None while it is not on it."""
+
+    @property
+    def packets_sent(self) -> int:
+        if self.since is None:
+            return self.banked_packets
+        return self.banked_packets + self.stream.forwarded_packets - self.since[0]
+
+    @property
+    def octets_sent(self) -> int:
+        if self.since is None:
+            return self.banked_octets
+        return self.banked_octets + self.stream.forwarded_octets - self.since[1]
+
+    def add_sent(self, octets: int) -> None:
+        """One packet sent to this receiver alone (a rewritten copy or a NACK answer)."""
+        self.banked_packets += 1
+        self.banked_octets += octets
+
+    def leave_route(self) -> None:
+        self.banked_packets, self.banked_octets = self.packets_sent, self.octets_sent
+        self.since = None
+
+    def join_route(self) -> None:
+        self.since = (self.stream.forwarded_packets, self.stream.forwarded_octets)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who gets a stream's next packet: receivers that take it as it is, batched and
+    prepared by the transport, and those that need their own rewritten copy."""
+
+    targets: object
+    """What the transport's `prepare_targets` made of the (SRTP session, address) list."""
+    size: int
+    rewritten: tuple[Subscription, ...]
 
 
 def payload_type_map(publisher: dict[int, Codec], subscriber: list[Codec]) -> dict[int, int] | None:

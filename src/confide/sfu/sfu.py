@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 import pylibsrtp
 
@@ -21,7 +22,7 @@ from .bwe import IDLE_BITRATE
 from .dtls import DtlsCertificate, DtlsServerSession
 from .endpoint import Endpoint
 from .ice import stun_username
-from .router import PublishedStream, Subscription, payload_type_map
+from .router import PublishedStream, Route, Subscription, payload_type_map
 from .rtp import (
     Fir,
     Nack,
@@ -44,6 +45,8 @@ REPORT_INTERVAL = 1.0
 MAX_REPORT_BLOCKS = 31
 
 Address = tuple[str, int]
+Target = tuple[pylibsrtp.Session, Address]
+"""One receiver of a forwarded packet: its outbound SRTP session and address."""
 Publication = tuple[int, dict[int, Codec], int]
 """SSRC, payload types and clock rate of one stream a participant sends."""
 
@@ -62,6 +65,12 @@ class Sfu:
         """Published streams by meeting id, then stream id."""
         self.counters: Counter[str] = Counter()
         self.transmit: Callable[[bytes, Address], None] = lambda data, address: None
+        self.prepare_targets: Callable[[list[Target]], object] = lambda targets: targets
+        self.fan_out: Callable[[bytes, object], tuple[int, int]] = self._fan_out_one_by_one
+        """Protects one packet for each prepared target and sends it; returns (failed,
+        dropped). The transport replaces both with a batched way (fanout.py)."""
+        self.route_version = 0
+        """Goes up whenever who receives what, where or under which key may change."""
         self.on_endpoint_lost: Callable[[Endpoint, str], None] = lambda endpoint, reason: None
         self.next_report_at = 0.0
 
@@ -177,6 +186,7 @@ class Sfu:
     def _set_publications(
         self, endpoint: Endpoint, wanted: dict[str, Publication]
     ) -> bool:
+        self.route_version += 1
         changed = False
         meeting_streams = self.streams.setdefault(endpoint.meeting_id, {})
         for kind, stream in list(endpoint.published.items()):
@@ -214,6 +224,7 @@ class Sfu:
         wanted: dict[int, tuple[PublishedStream, str, dict[int, int]]],
         now: float,
     ) -> None:
+        self.route_version += 1
         for ssrc, subscription in list(endpoint.subscriptions.items()):
             entry = wanted.get(ssrc)
             unchanged = entry is not None and entry[:2] == (subscription.stream, subscription.mid)
@@ -265,7 +276,9 @@ class Sfu:
         response = endpoint.ice.handle_request(data, address, now)
         endpoint.last_packet_at = now
         self.endpoints_by_address[address] = endpoint
-        endpoint.address = endpoint.ice.nominated_address
+        if endpoint.address != endpoint.ice.nominated_address:
+            endpoint.address = endpoint.ice.nominated_address
+            self.route_version += 1
         self.counters["stun_answered"] += 1
         self.transmit(response, address)
 
@@ -287,6 +300,7 @@ class Sfu:
             self.transmit(reply, address)
         if endpoint.dtls.keys is not None and endpoint.srtp_in is None:
             endpoint.start_srtp(endpoint.dtls.keys)
+            self.route_version += 1
             endpoint.last_packet_at = now
             for stream in endpoint.published.values():
                 if stream.media_kind == "video":
@@ -324,10 +338,46 @@ class Sfu:
         if stream.cache is not None:
             stream.cache.put(sequence_number, packet)
         self.counters["rtp_received"] += 1
-        for subscription in stream.subscriptions:
+        if stream.route_version != self.route_version:
+            self._build_route(stream)
+        route = stream.route
+        assert route is not None
+        if route.size:
+            stream.forwarded_packets += 1
+            stream.forwarded_octets += len(packet) - 12
+            self.counters["rtp_forwarded"] += route.size
+            failed, dropped = self.fan_out(packet, route.targets)
+            if failed:
+                self.counters["errors"] += failed
+            if dropped:
+                self.counters["dropped_send_buffer_full"] += dropped
+        for subscription in route.rewritten:
             self._forward(subscription, packet)
 
+    def _build_route(self, stream: PublishedStream) -> None:
+        """Done once per change in who receives what, not per packet."""
+        targets: list[Target] = []
+        rewritten: list[Subscription] = []
+        for subscription in stream.subscriptions:
+            subscription.leave_route()
+            if subscription.payload_type_map:
+                rewritten.append(subscription)
+                continue
+            subscriber = subscription.subscriber
+            if subscriber.srtp_out is None or subscriber.address is None:
+                continue
+            subscription.join_route()
+            targets.append((subscriber.srtp_out, subscriber.address))
+        stream.route = Route(self.prepare_targets(targets), len(targets), tuple(rewritten))
+        stream.route_version = self.route_version
+
+    def _fan_out_one_by_one(self, packet: bytes, targets: object) -> tuple[int, int]:
+        for session, address in cast(list[Target], targets):
+            self.transmit(session.protect(packet), address)
+        return 0, 0
+
     def _forward(self, subscription: Subscription, packet: bytes) -> None:
+        """One receiver that numbers the codec differently: its own rewritten copy."""
         subscriber = subscription.subscriber
         if subscriber.srtp_out is None or subscriber.address is None:
             return
@@ -336,8 +386,7 @@ class Sfu:
             if mapped is None:
                 return
             packet = rewrite_payload_type(packet, mapped)
-        subscription.packets_sent += 1
-        subscription.octets_sent += len(packet) - 12
+        subscription.add_sent(len(packet) - 12)
         self.counters["rtp_forwarded"] += 1
         self.transmit(subscriber.srtp_out.protect(packet), subscriber.address)
 

@@ -7,6 +7,7 @@ import logging
 import socket
 from typing import cast
 
+from .fanout import FanOut
 from .sfu import Sfu
 
 logger = logging.getLogger(__name__)
@@ -17,20 +18,19 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class MediaProtocol(asyncio.DatagramProtocol):
-    def __init__(self, sfu: Sfu) -> None:
+    def __init__(self, sfu: Sfu, sock: socket.socket) -> None:
         self.sfu = sfu
+        self.sock = sock
         self.transport: asyncio.DatagramTransport | None = None
         self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
-        sock = transport.get_extra_info("socket")
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-            except OSError:
-                logger.debug("could not enlarge the media socket buffer")
         self.sfu.transmit = self.transmit
+        # Forwarded media goes straight to the socket, batched where C is built.
+        fan_out = FanOut(self.sock)
+        self.sfu.prepare_targets = fan_out.prepare
+        self.sfu.fan_out = fan_out
 
     def transmit(self, data: bytes, address: tuple[str, int]) -> None:
         if self.transport is not None:
@@ -54,9 +54,27 @@ async def run_timer(sfu: Sfu) -> None:
             logger.exception("SFU timer failed")
 
 
+def media_socket(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            except OSError:
+                logger.debug("could not enlarge the media socket buffer")
+        sock.bind(address)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def open_media_socket(sfu: Sfu, host: str, port: int) -> asyncio.DatagramTransport:
     loop = asyncio.get_running_loop()
+    sock = media_socket(host, port)
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: MediaProtocol(sfu), local_addr=(host, port)
+        lambda: MediaProtocol(sfu, sock), sock=sock
     )
     return transport

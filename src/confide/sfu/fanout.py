@@ -1,0 +1,97 @@
+"""Sending one forwarded RTP packet to many receivers: protect a copy under each
+receiver's SRTP session and send it from the media socket.
+
+Two ways, with the same behaviour: the C extension `_fanout` (built by pip from
+_fanout.c) protects in a loop and sends each batch with one sendmmsg call; the
+pure-Python way protects and sends one copy at a time. The C way is used when it
+was built, unless CONFIDE_PURE_PYTHON=1 is set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Sequence
+from types import ModuleType
+from typing import cast
+
+import pylibsrtp
+
+Address = tuple[str, int]
+Target = tuple[pylibsrtp.Session, Address]
+
+
+def _load_native() -> ModuleType | None:
+    if os.environ.get("CONFIDE_PURE_PYTHON") == "1":
+        return None
+    try:
+        from pylibsrtp._binding import ffi, lib
+
+        from . import _fanout  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _fanout.set_protect(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))))
+    return _fanout  # type: ignore[no-any-return]
+
+
+NATIVE = _load_native()
+
+
+def python_fan_out(sock: socket.socket, packet: bytes,
+                   targets: Sequence[Target]) -> tuple[int, int]:
+    """Returns (copies that failed to protect, copies the socket dropped)."""
+    failed = dropped = 0
+    for session, address in targets:
+        try:
+            data = session.protect(packet)
+        except pylibsrtp.Error:
+            failed += 1
+            continue
+        try:
+            sock.sendto(data, address)
+        except OSError:  # a full buffer or a dead route: UDP drops, so do we
+            dropped += 1
+    return failed, dropped
+
+
+def packed_address(family: int, address: Address) -> bytes:
+    """A struct sockaddr for the socket's family (IPv4 mapped into IPv6 if need be)."""
+    host, port = address[0], address[1]
+    if family == socket.AF_INET:
+        return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + (
+            socket.inet_aton(host) + bytes(8))
+    if ":" not in host:
+        host = "::ffff:" + host
+    return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
+            + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
+
+
+class FanOut:
+    """Bound to one socket; `native` None means: use C if it was built.
+
+    `prepare(targets)` is called once per change in who receives a stream; the
+    result goes to `__call__` with every packet."""
+
+    def __init__(self, sock: socket.socket, native: bool | None = None) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.native = NATIVE if native is not False else None
+        if native and NATIVE is None:
+            raise RuntimeError("the C fan-out (_fanout) was not built")
+
+    def prepare(self, targets: Sequence[Target]) -> object:
+        if self.native is None:
+            return list(targets)
+        from pylibsrtp._binding import ffi
+
+        # Each entry also holds its session, so the srtp_t stays alive while used.
+        return [(int(ffi.cast("uintptr_t", session._srtp[0])),
+                 packed_address(self.sock.family, address), session)
+                for session, address in targets]
+
+    def __call__(self, packet: bytes, prepared: object) -> tuple[int, int]:
+        if self.native is None:
+            return python_fan_out(self.sock, packet, cast(list[Target], prepared))
+        failed, dropped = self.native.fan_out(self.fd, packet, prepared)
+        return int(failed), int(dropped)
