@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -40,6 +41,7 @@ from bench.loadgen.run import (
     Probe,
     Report,
     client_session,
+    combine,
     driver_for,
     raise_file_limit,
 )
@@ -132,26 +134,35 @@ class Shape:
     """Receive-only participants besides the senders (who receive each other)."""
     measuring: int | None = None
     """Receive-only participants that decrypt and time every packet; the rest count."""
+    meetings: int = 1
+    """Meetings of this shape running at once, measured together."""
 
 
 SHAPES = [
     Shape("3 all-to-all", 3, 0),
     Shape("10 all-to-all", 10, 0),
     Shape("webinar 1→50", 1, 50),
+    # About half of what Janus carries on one core, as many small meetings: the
+    # added delay there is the delay people feel on a server that is not full.
+    Shape("5 meetings of 10", 10, 0, meetings=5),
 ]
 TINY = [Shape("3 all-to-all", 3, 0)]
 
 
 async def run_shape(server: Running, shape: Shape, seconds: float, video_kbps: int) -> Report:
-    async with client_session() as http:
-        driver = driver_for(server.name, http, server.base_url, server.media_host)
-        async with LoadRun(driver, video_kbps, process_probe(server.pid)) as run:
+    async with client_session() as http, contextlib.AsyncExitStack() as stack:
+        runs = []
+        for index in range(shape.meetings):
+            driver = driver_for(server.name, http, server.base_url, server.media_host)
+            probe = process_probe(server.pid) if index == 0 else None
+            run = await stack.enter_async_context(LoadRun(driver, video_kbps, probe))
             await run.add(shape.senders, sends=True)
             measuring = shape.receivers if shape.measuring is None else shape.measuring
             if shape.receivers:
                 await run.add(measuring, sends=False)
                 await run.add(shape.receivers - measuring, sends=False, measure=False)
-            return await run.window(seconds)
+            runs.append(run)
+        return combine(await asyncio.gather(*(run.window(seconds) for run in runs)))
 
 
 async def run_ramp(server: Running, seconds: float, video_kbps: int, first: int, step: int,
@@ -172,6 +183,7 @@ async def run_ramp(server: Running, seconds: float, video_kbps: int, first: int,
                 reports.append(report)
                 say(f"  {server.name} ramp: {total} receivers, "
                     f"{report.forwarded_per_second:,.0f} packets/s, loss {report.total.loss:.3%}, "
+                    f"p99 {report.total.delay_p99 * 1000:.2f} ms, "
                     f"server CPU {(report.server_cpu_seconds or 0) / seconds:.0%}, "
                     f"generator CPU {report.generator_cpu:.0%}")
                 if report.total.loss > LOSS_LIMIT:

@@ -73,15 +73,19 @@ def counted_result(sent: Mapping[int, int], counted: int) -> Result:
                   delay_p50=float("nan"), delay_p99=float("nan"))
 
 
-def overall(results: Mapping[str, Result],
-            received: Mapping[str, Received], expected: Mapping[str, Mapping[int, int]]) -> Result:
-    """All receivers together: counts summed, delay percentiles over every packet."""
-    delays = [
+def delays_of(received: Mapping[str, Received],
+              expected: Mapping[str, Mapping[int, int]]) -> list[float]:
+    """Send-to-arrival times of every packet a receiver should have got."""
+    return [
         arrived - sent_at
         for name, rec in received.items()
         for stream, sent_at, arrived in zip(rec.stream, rec.sent_at, rec.arrived_at, strict=True)
         if stream in expected[name]
     ]
+
+
+def overall(results: Mapping[str, Result], delays: list[float]) -> Result:
+    """All receivers together: counts summed, delay percentiles over every packet."""
     total = sum(r.expected for r in results.values())
     got = sum(r.received for r in results.values())
     return Result(

@@ -4,13 +4,17 @@ stream, with which number and when.
 
 Payload layout (big-endian): four bytes that read as a VP8 payload descriptor and
 an inter-frame header (SFUs that look at VP8 see a well-formed delta frame), then
-the send time as a float64 of `time.monotonic()`, the sender's index (uint32), the
+the send time as a float64 of `time.time()`, the sender's index (uint32), the
 kind (uint8: 0 audio, 1 video) and the stream's own packet number (uint32), then
 padding. Servers may rewrite SSRCs and sequence numbers (Janus does); the payload
 identifies each packet whatever they do.
 
 A peer that only counts (`measure=False`) does not decrypt: it counts SRTP
 datagrams, so one generator process can stand in for many receivers.
+
+Arrival times are the kernel's (SO_TIMESTAMPNS, the same clock as `time.time()`),
+so the added delay measured is the server's and the network's, not time a
+datagram waited for the generator's own event loop.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import cast
 
 import pylibsrtp
 from aioice import stun
@@ -124,7 +128,14 @@ class Feedback:
     remb: int = 0
 
 
-class Peer(asyncio.DatagramProtocol):
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("=qq")
+ANCILLARY_BYTES = socket.CMSG_SPACE(TIMESPEC.size)
+DRAIN_BATCH = 256
+"""Datagrams read per wakeup, so one busy peer cannot starve the others."""
+
+
+class Peer:
     """A WebRTC peer connection as far as the wire is concerned.
 
     `controlling`: the ICE role (the offerer's, against a full agent; always,
@@ -146,7 +157,8 @@ class Peer(asyncio.DatagramProtocol):
         context.set_verify(SSL.VERIFY_PEER, lambda *args: True)
         context.set_tlsext_use_srtp(b":".join(SRTP_PROFILES))
         self.dtls = SSL.Connection(context, None)
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
+        self._count_buffer = bytearray(2048)
         self.remote: tuple[str, int] | None = None
         self.answer: Answer | None = None
         self.checked = False
@@ -163,8 +175,8 @@ class Peer(asyncio.DatagramProtocol):
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self.transport is not None
-        host, port = self.transport.get_extra_info("sockname")[:2]
+        assert self.sock is not None
+        host, port = self.sock.getsockname()[:2]
         return host, port
 
     @property
@@ -174,15 +186,55 @@ class Peer(asyncio.DatagramProtocol):
         return f"candidate:1 1 udp 2130706431 {host} {port} typ host"
 
     async def open(self, host: str = "127.0.0.1") -> None:
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(host, 0))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._drain)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.sock is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _drain(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        if not self.measure and self.srtp_rx is not None:
+            self._drain_counting(sock)
+            return
+        for _ in range(DRAIN_BATCH):
+            try:
+                data, ancillary, _, addr = sock.recvmsg(2048, ANCILLARY_BYTES)
+            except BlockingIOError:
+                return
+            except OSError:  # an ICMP error for an earlier send
+                continue
+            arrived = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = TIMESPEC.unpack_from(value)
+                    arrived = seconds + nanoseconds * 1e-9
+            self.datagram_received(data, addr, arrived if arrived is not None else time.time())
+
+    def _drain_counting(self, sock: socket.socket) -> None:
+        """Counting peers: only whether it is RTP, without a bytes object per datagram."""
+        buffer = self._count_buffer
+        for _ in range(DRAIN_BATCH):
+            try:
+                size, addr = sock.recvfrom_into(buffer)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            if size >= 2 and 128 <= buffer[0] < 192 and not 192 <= buffer[1] <= 223:
+                self.counted += 1
+            elif size:
+                self.datagram_received(bytes(buffer[:size]), addr, time.time())
 
     # SDP
 
@@ -328,8 +380,8 @@ class Peer(asyncio.DatagramProtocol):
             # A full ICE agent checks us too, and keeps checking for consent.
             if message.attributes.get("USERNAME", "").split(":")[0] != self.ufrag:
                 raise ValueError("STUN request for another ufrag")
-            if self.transport is not None:
-                self.transport.sendto(self._binding_response(message, addr), addr)
+            if self.sock is not None:
+                self.sock.sendto(self._binding_response(message, addr), addr)
             if self.remote is None:
                 self.remote = addr
             if "USE-CANDIDATE" in message.attributes:
@@ -381,10 +433,13 @@ class Peer(asyncio.DatagramProtocol):
     # Datagrams
 
     def _send(self, data: bytes) -> None:
-        if self.transport is not None and self.remote is not None:
-            self.transport.sendto(data, self.remote)
+        if self.sock is not None and self.remote is not None:
+            try:
+                self.sock.sendto(data, self.remote)
+            except BlockingIOError:
+                self.errors += 1
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int], arrived: float) -> None:
         first = data[0] if data else 0
         if 128 <= first < 192 and self.srtp_rx is not None:
             if 192 <= data[1] <= 223:
@@ -392,7 +447,7 @@ class Peer(asyncio.DatagramProtocol):
                     self._on_rtcp(data)
             elif self.measure:
                 try:
-                    self._record(self.srtp_rx.unprotect(data))
+                    self._record(self.srtp_rx.unprotect(data), arrived)
                 except pylibsrtp.Error:
                     self.errors += 1
             else:
@@ -429,8 +484,7 @@ class Peer(asyncio.DatagramProtocol):
                 feedback.remb += 1
             offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
 
-    def _record(self, packet: bytes) -> None:
-        arrived = time.monotonic()
+    def _record(self, packet: bytes, arrived: float) -> None:
         offset = 12 + 4 * (packet[0] & 0x0F)
         if packet[0] & 0x10:
             offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from .measure import Result, counted_result, overall, receiver_result
+from .measure import Result, counted_result, delays_of, overall, receiver_result
 from .meetings import ConfideMeeting, Impairment, JanusMeeting, MeetingDriver, Participant
 from .peer import AUDIO, OPUS_PT, VIDEO, VP8_PT, Feedback, Received, payload
 
@@ -36,7 +36,9 @@ VIDEO_PACKET_BYTES = 1200
 Probe = Callable[[], tuple[float, int]]
 """The server's CPU seconds so far and its resident memory in bytes."""
 
-__all__ = ["Impairment", "LoadRun", "Report", "client_session", "format_report", "run_meeting"]
+__all__ = [
+    "Impairment", "LoadRun", "Report", "client_session", "combine", "format_report", "run_meeting",
+]
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Report:
     """The generator's own CPU use over the window, as a fraction of one core."""
     server_cpu_seconds: float | None = None
     server_rss: int | None = None
+    delays: list[float] = field(default_factory=list, repr=False)
+    """Every measured packet's added delay, for combining reports (not in as_dict)."""
 
     @property
     def cpu_per_million(self) -> float | None:
@@ -183,6 +187,7 @@ class LoadRun:
                     setattr(feedback, key, getattr(feedback, key) + value)
             else:
                 results[name] = counted_result(expected[name], peer.counted)
+        delays = delays_of(received, expected)
         return Report(
             server=self.driver.name,
             people=len(self.participants),
@@ -192,11 +197,12 @@ class LoadRun:
             sent_per_second=sum(sent_by_stream.values()) / seconds,
             forwarded_per_second=sum(r.received for r in results.values()) / seconds,
             receivers=results,
-            total=overall(results, received, expected),
+            total=overall(results, delays),
             feedback=feedback,
             generator_cpu=generator_cpu,
             server_cpu_seconds=after[0] - before[0] if before and after else None,
             server_rss=after[1] if after else None,
+            delays=delays,
         )
 
     async def _send(self, participant: Participant, seconds: float) -> None:
@@ -219,13 +225,13 @@ class LoadRun:
                 break
             if now >= next_audio:
                 peer.send_rtp(participant.audio_ssrc, OPUS_PT, state.audio_seq, state.audio_ts,
-                              payload(sender, AUDIO, audio_number, AUDIO_BYTES, time.monotonic()))
+                              payload(sender, AUDIO, audio_number, AUDIO_BYTES, time.time()))
                 audio_number += 1
                 state.audio_seq, state.audio_ts = state.audio_seq + 1, state.audio_ts + 960
                 next_audio += AUDIO_INTERVAL
             if self.video_kbps > 0 and now >= next_video:
                 for i in range(packets_per_frame):
-                    body = payload(sender, VIDEO, video_number, video_bytes, time.monotonic(),
+                    body = payload(sender, VIDEO, video_number, video_bytes, time.time(),
                                    start=i == 0)
                     peer.send_rtp(participant.video_ssrc, VP8_PT, state.video_seq,
                                   state.video_ts, body, marker=i == packets_per_frame - 1)
@@ -236,6 +242,28 @@ class LoadRun:
             await asyncio.sleep(max(0.0, min(next_audio, next_video) - loop.time()))
         audio, video = participant.streams
         participant.sent = {audio: audio_number, video: video_number}
+
+
+def combine(reports: list[Report]) -> Report:
+    """Meetings measured at the same time, as one load; the first carries the probe."""
+    first = reports[0]
+    receivers = {f"m{i}.{name}": result for i, report in enumerate(reports)
+                 for name, result in report.receivers.items()}
+    delays = [d for report in reports for d in report.delays]
+    feedback = Feedback()
+    for report in reports:
+        for key, value in vars(report.feedback).items():
+            setattr(feedback, key, getattr(feedback, key) + value)
+    return Report(
+        server=first.server, people=sum(r.people for r in reports),
+        senders=sum(r.senders for r in reports), seconds=first.seconds,
+        video_kbps=first.video_kbps,
+        sent_per_second=sum(r.sent_per_second for r in reports),
+        forwarded_per_second=sum(r.forwarded_per_second for r in reports),
+        receivers=receivers, total=overall(receivers, delays), feedback=feedback,
+        generator_cpu=first.generator_cpu, server_cpu_seconds=first.server_cpu_seconds,
+        server_rss=first.server_rss, delays=delays,
+    )
 
 
 def client_session() -> aiohttp.ClientSession:
