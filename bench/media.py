@@ -185,7 +185,8 @@ async def run_ramp(server: Running, seconds: float, video_kbps: int, first: int,
                     f"{report.forwarded_per_second:,.0f} packets/s, loss {report.total.loss:.3%}, "
                     f"p99 {report.total.delay_p99 * 1000:.2f} ms, "
                     f"server CPU {(report.server_cpu_seconds or 0) / seconds:.0%}, "
-                    f"generator CPU {report.generator_cpu:.0%}")
+                    f"generator CPU {report.generator_cpu:.0%}, "
+                    f"generator drops {report.generator_drops}")
                 if report.total.loss > LOSS_LIMIT:
                     break
                 target += step
@@ -205,6 +206,7 @@ def summary(report: Report) -> dict[str, Any]:
         "loss": report.total.loss,
         "server_rss_mb": (report.server_rss or 0) / 2**20,
         "generator_cpu": report.generator_cpu,
+        "generator_drops": report.generator_drops,
         "receivers": sum(1 for r in report.receivers.values() if r.expected > 0),
         "nack": report.feedback.nack, "pli": report.feedback.pli,
     }
@@ -219,6 +221,7 @@ ROWS = [
     ("loss", "loss", "{:.3%}"),
     ("server RSS MB", "server_rss_mb", "{:.1f}"),
     ("generator CPU", "generator_cpu", "{:.0%}"),
+    ("generator socket drops", "generator_drops", "{:,}"),
 ]
 
 

@@ -232,3 +232,24 @@ def test_stun_username_of_a_response_is_none(agent: IceLiteAgent) -> None:
 def test_stun_username_of_malformed_bytes_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         stun_username(b"\x00\x01\x00")
+
+
+def test_response_maps_an_ipv6_source_address(agent: IceLiteAgent) -> None:
+    address = ("2001:db8::7", 40000)
+    response = stun.parse_message(agent.handle_request(binding_request(agent), address, 1.0))
+    assert response.attributes["XOR-MAPPED-ADDRESS"] == address
+
+
+def test_stun_username_that_is_not_utf8_is_none(agent: IceLiteAgent) -> None:
+    request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    request.attributes["USERNAME"] = "x"
+    data = bytearray(bytes(request))
+    data[24] = 0xFF  # the username's only byte
+    assert stun_username(bytes(data)) is None
+
+
+def test_attribute_running_past_the_message_is_refused(agent: IceLiteAgent) -> None:
+    data = bytearray(binding_request(agent))
+    data[22:24] = (0x0400).to_bytes(2, "big")  # USERNAME claims 1 kB
+    with pytest.raises(ValueError, match="malformed"):
+        agent.handle_request(bytes(data), CLIENT_ADDRESS, 1.0)

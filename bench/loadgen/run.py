@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import math
+import random
 import resource
 import secrets
 import sys
@@ -32,6 +33,9 @@ AUDIO_INTERVAL = 0.020
 AUDIO_BYTES = 100
 VIDEO_FPS = 30
 VIDEO_PACKET_BYTES = 1200
+KEEPALIVE_INTERVAL = 2.0
+"""Seconds between one peer's consent checks (browsers: about 5; servers time out
+silent peers after 8 or more)."""
 
 Probe = Callable[[], tuple[float, int]]
 """The server's CPU seconds so far and its resident memory in bytes."""
@@ -66,6 +70,9 @@ class Report:
     """The generator's own CPU use over the window, as a fraction of one core."""
     server_cpu_seconds: float | None = None
     server_rss: int | None = None
+    generator_drops: int = 0
+    """Datagrams the kernel dropped because the generator's sockets were full: loss
+    that is the generator's, not the server's."""
     delays: list[float] = field(default_factory=list, repr=False)
     """Every measured packet's added delay, for combining reports (not in as_dict)."""
 
@@ -87,10 +94,27 @@ class Report:
             "cpu_seconds_per_million": self.cpu_per_million,
             "server_rss": self.server_rss,
             "generator_cpu": self.generator_cpu,
+            "generator_drops": self.generator_drops,
             "feedback": vars(self.feedback),
             "total": self.total.as_dict(),
             "receivers": {name: r.as_dict() for name, r in self.receivers.items()},
         }
+
+
+def udp_drops(ports: set[int]) -> int:
+    """The kernel's drop count (/proc/net/udp, last column) summed over the local
+    UDP ports given."""
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]  # noqa: SIM115 - read at once
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+                total += int(fields[-1])
+    return total
 
 
 def raise_file_limit() -> None:
@@ -142,12 +166,17 @@ class LoadRun:
         return added
 
     async def _keep_alive(self) -> None:
-        """Consent checks, so a peer that sends no media (yet) is not timed out."""
+        """Consent checks, so a peer that sends no media (yet) is not timed out; spread
+        evenly over the interval, as independent browsers' checks are, rather than
+        a thousand at once."""
         while True:
-            for participant in self.participants:
-                for peer in participant.peers():
-                    peer.keepalive()
-            await asyncio.sleep(1.0)
+            peers = [peer for p in self.participants for peer in p.peers()]
+            if not peers:
+                await asyncio.sleep(KEEPALIVE_INTERVAL)
+                continue
+            for peer in peers:
+                peer.keepalive()
+                await asyncio.sleep(KEEPALIVE_INTERVAL / len(peers))
 
     async def window(self, seconds: float, settle: float = 0.5) -> Report:
         for participant in self.participants:
@@ -158,6 +187,8 @@ class LoadRun:
                 participant.recv_peer.feedback = Feedback()
         await asyncio.sleep(settle)
         before = self.probe() if self.probe else None
+        ports = {peer.address[1] for p in self.participants for peer in p.peers()}
+        drops_before = udp_drops(ports)
         cpu_before, wall_before = time.process_time(), time.monotonic()
         senders = [p for p in self.participants if p.sends]
         await asyncio.gather(*(self._send(p, seconds) for p in senders))
@@ -165,7 +196,9 @@ class LoadRun:
         after = self.probe() if self.probe else None
         delays = [p.impairment.delay for p in self.participants if p.impairment]
         await asyncio.sleep(settle + max(delays, default=0))
-        return self._report(seconds, generator_cpu, before, after)
+        report = self._report(seconds, generator_cpu, before, after)
+        report.generator_drops = udp_drops(ports) - drops_before
+        return report
 
     def _report(self, seconds: float, generator_cpu: float,
                 before: tuple[float, int] | None, after: tuple[float, int] | None) -> Report:
@@ -215,8 +248,11 @@ class LoadRun:
         packets_per_frame = max(1, math.ceil(frame_bytes / VIDEO_PACKET_BYTES))
         video_bytes = max(32, frame_bytes // packets_per_frame)
         audio_number = video_number = 0
+        # Independent people's frames do not start in step: a random phase each, so
+        # fifty senders do not land on the server as one burst every 33 ms.
         start = loop.time()
-        next_audio = next_video = start
+        next_audio = start + random.uniform(0, AUDIO_INTERVAL)
+        next_video = start + random.uniform(0, 1 / VIDEO_FPS)
         end = start + seconds
         sender = participant.index
         while True:
@@ -263,6 +299,7 @@ def combine(reports: list[Report]) -> Report:
         receivers=receivers, total=overall(receivers, delays), feedback=feedback,
         generator_cpu=first.generator_cpu, server_cpu_seconds=first.server_cpu_seconds,
         server_rss=first.server_rss, delays=delays,
+        generator_drops=sum(r.generator_drops for r in reports),
     )
 
 
@@ -300,7 +337,8 @@ def format_report(report: Report) -> str:
         f"{report.seconds:g} s, video {report.video_kbps} kbit/s: "
         f"sent {report.sent_per_second:.0f} packets/s, "
         f"forwarded {report.forwarded_per_second:.0f} packets/s; "
-        f"generator CPU {report.generator_cpu:.0%}",
+        f"generator CPU {report.generator_cpu:.0%}, its sockets dropped "
+        f"{report.generator_drops}",
         f"{'receiver':<10}{'expected':>10}{'received':>10}{'loss':>9}{'reorder':>9}"
         f"{'p50 ms':>9}{'p99 ms':>9}",
     ]

@@ -7,12 +7,42 @@ of the latest nominated check as the participant's media address. Sans-IO.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+import socket
 import struct
-
-from aioice import stun
+import zlib
+from dataclasses import dataclass
 
 MAX_STUN_BYTES = 1024
+MAGIC_COOKIE = 0x2112A442
+BINDING_REQUEST = 0x0001
+BINDING_SUCCESS = 0x0101
+USERNAME, MESSAGE_INTEGRITY, XOR_MAPPED_ADDRESS = 0x0006, 0x0008, 0x0020
+USE_CANDIDATE, FINGERPRINT = 0x0025, 0x8028
+FINGERPRINT_XOR = 0x5354554E
+HEADER = struct.Struct("!HHI12s")
+ATTRIBUTE = struct.Struct("!HH")
+
+
+@dataclass(frozen=True)
+class StunMessage:
+    """What ICE-lite needs of one STUN message (RFC 8489), parsed once from the
+    raw bytes: every browser sends a consent check every few seconds, so this is
+    on a path a large meeting takes thousands of times a second."""
+
+    message_type: int
+    transaction_id: bytes
+    attributes: dict[int, bytes]
+    """The first value of each attribute type."""
+    signed: bytes
+    """The bytes MESSAGE-INTEGRITY covers, with the header length adjusted; empty
+    when there is no MESSAGE-INTEGRITY."""
+
+    @property
+    def is_binding_request(self) -> bool:
+        return self.message_type == BINDING_REQUEST
 
 
 def random_ice_string(length: int) -> str:
@@ -20,27 +50,82 @@ def random_ice_string(length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def parse_stun(data: bytes) -> stun.Message:
+def parse_stun(data: bytes) -> StunMessage:
     """Parse a STUN message from the network; anything malformed is a ValueError."""
     if len(data) > MAX_STUN_BYTES:
         raise ValueError("STUN message is too long")
-    try:
-        return stun.parse_message(data)
-    except (ValueError, struct.error, IndexError, UnicodeDecodeError) as exc:
-        raise ValueError(f"STUN message is malformed: {exc}") from exc
+    if len(data) < HEADER.size:
+        raise ValueError("STUN message is malformed: shorter than a header")
+    message_type, length, cookie, transaction_id = HEADER.unpack_from(data)
+    if cookie != MAGIC_COOKIE or length != len(data) - HEADER.size or length % 4:
+        raise ValueError("STUN message is malformed: bad header")
+    if message_type & 0xC000:
+        raise ValueError("STUN message is malformed: not a STUN message type")
+    attributes: dict[int, bytes] = {}
+    signed = b""
+    offset = HEADER.size
+    while offset < len(data):
+        if offset + ATTRIBUTE.size > len(data):
+            raise ValueError("STUN message is malformed: truncated attribute")
+        kind, size = ATTRIBUTE.unpack_from(data, offset)
+        value_at = offset + ATTRIBUTE.size
+        end = value_at + size
+        if end > len(data):
+            raise ValueError("STUN message is malformed: attribute overruns the message")
+        value = data[value_at:end]
+        if kind == MESSAGE_INTEGRITY and not signed:
+            # RFC 8489 section 14.5: the length field counts up to this attribute's end.
+            signed = data[:2] + (end - HEADER.size).to_bytes(2, "big") + data[4:offset]
+        elif kind == FINGERPRINT:
+            expected = (zlib.crc32(data[:2] + (end - HEADER.size).to_bytes(2, "big")
+                                   + data[4:offset]) ^ FINGERPRINT_XOR)
+            if size != 4 or int.from_bytes(value, "big") != expected:
+                raise ValueError("STUN message is malformed: bad FINGERPRINT")
+        attributes.setdefault(kind, value)
+        offset = end + (-size % 4)
+    return StunMessage(message_type, transaction_id, attributes, signed)
 
 
-def stun_username(data: bytes) -> str | None:
+def stun_username(data: bytes | StunMessage) -> str | None:
     """The local ufrag a Binding request is addressed to, or None if it has none."""
-    message = parse_stun(data)
-    if message.message_method != stun.Method.BINDING or (
-        message.message_class != stun.Class.REQUEST
-    ):
+    message = data if isinstance(data, StunMessage) else parse_stun(data)
+    if not message.is_binding_request:
         return None
-    username = message.attributes.get("USERNAME")
-    if not isinstance(username, str) or ":" not in username:
+    try:
+        username = message.attributes.get(USERNAME, b"").decode("utf8")
+    except UnicodeDecodeError:
+        return None
+    if ":" not in username:
         return None
     return username.split(":", 1)[0]
+
+
+def _attribute(kind: int, value: bytes) -> bytes:
+    return ATTRIBUTE.pack(kind, len(value)) + value + bytes(-len(value) % 4)
+
+
+def _xor_address(address: tuple[str, int], transaction_id: bytes) -> bytes:
+    host, port = address[0], address[1]
+    if ":" in host:
+        raw, family = socket.inet_pton(socket.AF_INET6, host), 2
+        key = MAGIC_COOKIE.to_bytes(4, "big") + transaction_id
+    else:
+        raw, family = socket.inet_aton(host), 1
+        key = MAGIC_COOKIE.to_bytes(4, "big")
+    xored = bytes(a ^ b for a, b in zip(raw, key, strict=False))
+    return struct.pack("!BBH", 0, family, port ^ (MAGIC_COOKIE >> 16)) + xored
+
+
+def binding_success(transaction_id: bytes, address: tuple[str, int], password: bytes) -> bytes:
+    """A Binding success response with XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY and
+    FINGERPRINT (RFC 8489 sections 14.2, 14.5, 14.7)."""
+    body = _attribute(XOR_MAPPED_ADDRESS, _xor_address(address, transaction_id))
+    header = HEADER.pack(BINDING_SUCCESS, len(body) + 24, MAGIC_COOKIE, transaction_id)
+    integrity = hmac.new(password, header + body, hashlib.sha1).digest()
+    body += _attribute(MESSAGE_INTEGRITY, integrity)
+    header = HEADER.pack(BINDING_SUCCESS, len(body) + 8, MAGIC_COOKIE, transaction_id)
+    fingerprint = (zlib.crc32(header + body) ^ FINGERPRINT_XOR).to_bytes(4, "big")
+    return header + body + _attribute(FINGERPRINT, fingerprint)
 
 
 class IceLiteAgent:
@@ -54,27 +139,22 @@ class IceLiteAgent:
         self.last_check_at: float | None = None
 
     def handle_request(
-        self, data: bytes, address: tuple[str, int], now: float
+        self, data: bytes | StunMessage, address: tuple[str, int], now: float
     ) -> bytes:
         """Answer one Binding request; raises ValueError for a bad or foreign one."""
-        request = parse_stun(data)
-        if request.message_method != stun.Method.BINDING or (
-            request.message_class != stun.Class.REQUEST
-        ):
+        request = data if isinstance(data, StunMessage) else parse_stun(data)
+        if not request.is_binding_request:
             raise ValueError("STUN message is not a Binding request")
-        expected = f"{self.local_ufrag}:{self.remote_ufrag}"
-        if request.attributes.get("USERNAME") != expected:
+        expected = f"{self.local_ufrag}:{self.remote_ufrag}".encode()
+        if request.attributes.get(USERNAME) != expected:
             raise ValueError("STUN USERNAME does not match this session")
-        if not request.check_message_integrity(self.local_pwd.encode("utf8")):
+        integrity = request.attributes.get(MESSAGE_INTEGRITY)
+        password = self.local_pwd.encode("utf8")
+        if integrity is None or not hmac.compare_digest(
+            integrity, hmac.new(password, request.signed, hashlib.sha1).digest()
+        ):
             raise ValueError("STUN MESSAGE-INTEGRITY does not match")
         self.last_check_at = now
-        if "USE-CANDIDATE" in request.attributes or self.nominated_address is None:
+        if USE_CANDIDATE in request.attributes or self.nominated_address is None:
             self.nominated_address = address
-        response = stun.Message(
-            message_method=stun.Method.BINDING,
-            message_class=stun.Class.RESPONSE,
-            transaction_id=request.transaction_id,
-        )
-        response.attributes["XOR-MAPPED-ADDRESS"] = address
-        response.add_message_integrity(self.local_pwd.encode("utf8"))
-        return bytes(response)
+        return binding_success(request.transaction_id, address, password)

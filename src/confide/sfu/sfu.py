@@ -21,7 +21,7 @@ import pylibsrtp
 from .bwe import IDLE_BITRATE
 from .dtls import DtlsCertificate, DtlsServerSession
 from .endpoint import Endpoint
-from .ice import stun_username
+from .ice import parse_stun, stun_username
 from .router import PublishedStream, Route, Subscription, payload_type_map
 from .rtp import (
     Fir,
@@ -268,12 +268,13 @@ class Sfu:
             logger.exception("error handling a datagram")
 
     def _handle_stun(self, data: bytes, address: Address, now: float) -> None:
-        ufrag = stun_username(data)
+        request = parse_stun(data)
+        ufrag = stun_username(request)
         endpoint = self.endpoints_by_ufrag.get(ufrag) if ufrag else None
         if endpoint is None or not endpoint.ice.remote_ufrag:
             self.counters["dropped_stun_unknown"] += 1
             return
-        response = endpoint.ice.handle_request(data, address, now)
+        response = endpoint.ice.handle_request(request, address, now)
         endpoint.last_packet_at = now
         self.endpoints_by_address[address] = endpoint
         if endpoint.address != endpoint.ice.nominated_address:
