@@ -275,14 +275,17 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
     shapes = list(results["shapes"])
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     width = 0.8 / max(1, len(servers))
+    colours = {"confide": "tab:blue", "janus": "tab:orange"}
     for i, server in enumerate(servers):
         xs = [j + i * width for j in range(len(shapes))]
+        colour = colours.get(server)
         axes[0].bar(xs, [results["shapes"][s].get(server, {}).get("cpu_seconds_per_million") or 0
-                         for s in shapes], width, label=server)
+                         for s in shapes], width, label=server, color=colour)
         axes[1].bar(xs, [results["shapes"][s].get(server, {}).get("delay_p99_ms") or 0
-                         for s in shapes], width, label=server)
+                         for s in shapes], width, label=server, color=colour)
+    axes[1].set_yscale("log")
     for axis, title in ((axes[0], "server CPU s per million forwarded packets (lower is better)"),
-                        (axes[1], "added delay p99, ms")):
+                        (axes[1], "added delay p99, ms (log scale)")):
         axis.set_xticks([j + width * (len(servers) - 1) / 2 for j in range(len(shapes))])
         axis.set_xticklabels(shapes, fontsize=8)
         axis.set_title(title, fontsize=9)
@@ -290,9 +293,9 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
     for server in servers:
         steps = results.get("ramp", {}).get(server, [])
         axes[2].plot([s["receivers"] for s in steps], [s["server_cpu"] * 100 for s in steps],
-                     marker="o", label=f"{server} CPU %")
+                     marker="o", label=f"{server} CPU %", color=colours.get(server))
         axes[2].plot([s["receivers"] for s in steps], [s["loss"] * 100 for s in steps],
-                     linestyle="--", label=f"{server} loss %")
+                     linestyle="--", label=f"{server} loss %", color=colours.get(server))
     axes[2].set_title("ramp: one sender, receivers added", fontsize=9)
     axes[2].set_xlabel("receivers")
     axes[2].legend(fontsize=8)
