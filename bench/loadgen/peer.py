@@ -131,8 +131,6 @@ class Feedback:
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 TIMESPEC = struct.Struct("=qq")
 ANCILLARY_BYTES = socket.CMSG_SPACE(TIMESPEC.size)
-DRAIN_BATCH = 256
-"""Datagrams read per wakeup, so one busy peer cannot starve the others."""
 
 
 class Peer:
@@ -201,40 +199,37 @@ class Peer:
             self.sock = None
 
     def _drain(self) -> None:
+        """One datagram per wakeup: the loop polls level-triggered and calls again
+        while more wait, and reading until EAGAIN would cost a failed system call
+        and an exception per wakeup, when most wakeups find one datagram."""
         sock = self.sock
         if sock is None:
             return
         if not self.measure and self.srtp_rx is not None:
-            self._drain_counting(sock)
+            self._count_one(sock)
             return
-        for _ in range(DRAIN_BATCH):
-            try:
-                data, ancillary, _, addr = sock.recvmsg(2048, ANCILLARY_BYTES)
-            except BlockingIOError:
-                return
-            except OSError:  # an ICMP error for an earlier send
-                continue
-            arrived = None
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = TIMESPEC.unpack_from(value)
-                    arrived = seconds + nanoseconds * 1e-9
-            self.datagram_received(data, addr, arrived if arrived is not None else time.time())
+        try:
+            data, ancillary, _, addr = sock.recvmsg(2048, ANCILLARY_BYTES)
+        except OSError:  # nothing after all, or an ICMP error for an earlier send
+            return
+        arrived = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = TIMESPEC.unpack_from(value)
+                arrived = seconds + nanoseconds * 1e-9
+        self.datagram_received(data, addr, arrived if arrived is not None else time.time())
 
-    def _drain_counting(self, sock: socket.socket) -> None:
+    def _count_one(self, sock: socket.socket) -> None:
         """Counting peers: only whether it is RTP, without a bytes object per datagram."""
         buffer = self._count_buffer
-        for _ in range(DRAIN_BATCH):
-            try:
-                size, addr = sock.recvfrom_into(buffer)
-            except BlockingIOError:
-                return
-            except OSError:
-                continue
-            if size >= 2 and 128 <= buffer[0] < 192 and not 192 <= buffer[1] <= 223:
-                self.counted += 1
-            elif size:
-                self.datagram_received(bytes(buffer[:size]), addr, time.time())
+        try:
+            size, addr = sock.recvfrom_into(buffer)
+        except OSError:
+            return
+        if size >= 2 and 128 <= buffer[0] < 192 and not 192 <= buffer[1] <= 223:
+            self.counted += 1
+        elif size:
+            self.datagram_received(bytes(buffer[:size]), addr, time.time())
 
     # SDP
 

@@ -34,6 +34,8 @@ class Endpoint:
     modified client cannot defy the host."""
     refused: set[str] = field(default_factory=set)
     """Kinds the last offer tried to send that the meeting does not allow."""
+    next_report_at: float = 0.0
+    """When this participant's next receiver reports and REMB are due."""
     sdp_session_id: int = field(default_factory=lambda: secrets.randbits(62))
     sdp_version: int = 0
     """Goes up by one with every answer (RFC 3264 section 8)."""

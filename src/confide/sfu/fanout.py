@@ -93,5 +93,5 @@ class FanOut:
     def __call__(self, packet: bytes, prepared: object) -> tuple[int, int]:
         if self.native is None:
             return python_fan_out(self.sock, packet, cast(list[Target], prepared))
-        failed, dropped = self.native.fan_out(self.fd, packet, prepared)
-        return int(failed), int(dropped)
+        result: tuple[int, int] = self.native.fan_out(self.fd, packet, prepared)
+        return result

@@ -72,7 +72,6 @@ class Sfu:
         self.route_version = 0
         """Goes up whenever who receives what, where or under which key may change."""
         self.on_endpoint_lost: Callable[[Endpoint, str], None] = lambda endpoint, reason: None
-        self.next_report_at = 0.0
 
     # Participants come and go (called by signalling).
 
@@ -478,9 +477,12 @@ class Sfu:
             ):
                 self.counters["media_timeouts"] += 1
                 self.on_endpoint_lost(endpoint, "timeout")
-        if now >= self.next_report_at:
-            self.next_report_at = now + REPORT_INTERVAL
-            for endpoint in list(self.endpoints_by_ufrag.values()):
+        for endpoint in list(self.endpoints_by_ufrag.values()):
+            # Each on its own second, counted from when it first could: people join
+            # at different times, so the reports spread over the timer's ticks
+            # instead of stalling the loop for everyone at once.
+            if now >= endpoint.next_report_at:
+                endpoint.next_report_at = now + REPORT_INTERVAL
                 self._send_reports(endpoint, now)
 
     def _send_reports(self, endpoint: Endpoint, now: float) -> None:

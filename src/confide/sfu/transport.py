@@ -37,7 +37,11 @@ class MediaProtocol(asyncio.DatagramProtocol):
             self.transport.sendto(data, address)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sfu.datagram_received(data, (addr[0], addr[1]), self.loop.time())
+        # IPv6 addresses come with flow info and scope; IPv4 ones are used as they are
+        # (no new tuple per packet: fewer young objects, fewer collector pauses).
+        if len(addr) != 2:
+            addr = (addr[0], addr[1])
+        self.sfu.datagram_received(data, addr, self.loop.time())
 
     def error_received(self, exc: Exception) -> None:
         # ICMP unreachable from a peer that went away; its timeout removes it.
