@@ -161,9 +161,10 @@ async def run_shape(server: Running, shape: Shape, seconds: float, video_kbps: i
             probe = process_probe(server.pid) if index == 0 else None
             run = await stack.enter_async_context(LoadRun(driver, video_kbps, probe))
             timing = shape.senders if shape.measuring_senders is None else shape.measuring_senders
-            await run.add(timing, sends=True)
-            if shape.senders > timing:
-                await run.add(shape.senders - timing, sends=True, measure=False)
+            more = shape.senders - timing
+            await run.add(timing, sends=True, subscribe=more == 0)
+            if more:
+                await run.add(more, sends=True, measure=False)
             measuring = shape.receivers if shape.measuring is None else shape.measuring
             if shape.receivers:
                 await run.add(measuring, sends=False)

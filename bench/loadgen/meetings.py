@@ -158,6 +158,7 @@ class JanusMeeting:
         self.feeds: dict[int, int] = {}
         """Participant index to its Janus publisher id."""
         self.subscribed: set[int] = set()
+        self.feeds_at_first_subscribe: set[int] = set()
 
     async def open(self) -> None:
         await self.api.open()
@@ -187,6 +188,14 @@ class JanusMeeting:
         await self.api.webrtc_up(handle)
 
     async def subscribe(self, participants: list[Participant]) -> None:
+        """Each participant subscribes once, to every publisher there is by then: add
+        every sender before the first subscribe (LoadRun.add(subscribe=False))."""
+        late = [i for i in self.feeds if i not in self.feeds_at_first_subscribe]
+        if self.subscribed and late:
+            raise RuntimeError("senders joined after the first subscriptions; this driver "
+                               "does not renegotiate them")
+        if not self.subscribed:
+            self.feeds_at_first_subscribe = set(self.feeds)
         pending = [p for p in participants if p.index not in self.subscribed]
         for start in range(0, len(pending), 20):
             await asyncio.gather(*(self._subscribe(p) for p in pending[start : start + 20]))

@@ -151,8 +151,10 @@ class LoadRun:
             participant.close()
 
     async def add(self, count: int, sends: bool, measure: bool = True,
-                  impairment: Impairment | None = None, batch: int = 20) -> list[Participant]:
-        """Join `count` more people and wait until everyone receives every sender."""
+                  impairment: Impairment | None = None, batch: int = 20,
+                  subscribe: bool = True) -> list[Participant]:
+        """Join `count` more people and, unless `subscribe` is False (more senders
+        are to come), wait until everyone receives every sender."""
         start = len(self.participants)
         added = [Participant(start + i, sends, measure, impairment) for i in range(count)]
         self.participants += added
@@ -162,7 +164,8 @@ class LoadRun:
         else:
             for first in range(0, count, batch):
                 await asyncio.gather(*(self.driver.join(p) for p in added[first:first + batch]))
-        await self.driver.subscribe(self.participants)
+        if subscribe:
+            await self.driver.subscribe(self.participants)
         return added
 
     async def _keep_alive(self) -> None:
@@ -181,10 +184,10 @@ class LoadRun:
     async def window(self, seconds: float, settle: float = 0.5) -> Report:
         for participant in self.participants:
             participant.sent = {}
-            if participant.recv_peer is not None:
-                participant.recv_peer.received = Received()
-                participant.recv_peer.counted = 0
-                participant.recv_peer.feedback = Feedback()
+            for peer in participant.peers():
+                peer.received = Received()
+                peer.counted = 0
+                peer.feedback = Feedback()
         await asyncio.sleep(settle)
         before = self.probe() if self.probe else None
         ports = {peer.address[1] for p in self.participants for peer in p.peers()}
@@ -216,8 +219,9 @@ class LoadRun:
             if p.measure:
                 received[name] = peer.received
                 results[name] = receiver_result(expected[name], peer.received)
-                for key, value in vars(peer.feedback).items():
-                    setattr(feedback, key, getattr(feedback, key) + value)
+                for either in p.peers():  # Janus sends a publisher's feedback to its own peer
+                    for key, value in vars(either.feedback).items():
+                        setattr(feedback, key, getattr(feedback, key) + value)
             else:
                 results[name] = counted_result(expected[name], peer.counted)
         delays = delays_of(received, expected)
@@ -327,7 +331,9 @@ async def run_meeting(base_url: str, people: int, seconds: float, video_kbps: in
         driver = driver_for(server, http, base_url, media_host)
         async with LoadRun(driver, video_kbps, probe) as run:
             for index in range(people):
-                await run.add(1, index not in receive_only, impairment=impairments.get(index))
+                await run.add(1, index not in receive_only, impairment=impairments.get(index),
+                              subscribe=False)
+            await run.driver.subscribe(run.participants)
             return await run.window(seconds)
 
 
