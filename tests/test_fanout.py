@@ -113,3 +113,18 @@ def test_ipv4_addresses_are_mapped_for_a_dual_stack_socket() -> None:
                                                                    "::ffff:127.0.0.1")
     plain = packed_address(socket.AF_INET, ("127.0.0.1", 5000))
     assert len(plain) == 16 and plain[2:4] == b"\x13\x88" and plain[4:8] == b"\x7f\x00\x00\x01"
+
+
+@pytest.mark.parametrize("native", ways())
+def test_a_sender_report_goes_out_as_srtcp(sender: socket.socket, native: bool) -> None:
+    people = receivers(3)
+    send = FanOut(sender, native=native)
+    report = struct.pack("!BBHIQIII", 0x80, 200, 6, 0x1234, 0xE8E1234580000000, 9000, 5, 500)
+    failed, dropped = send(report, send.prepare([(out, s.getsockname()) for s, out, _ in people]),
+                           rtcp=True)
+    assert (failed, dropped) == (0, 0)
+    for sock, _, inbound in people:
+        data = sock.recv(4096)
+        assert data[:8] == report[:8] and data[8:28] != report[8:]  # header clear, body not
+        assert inbound.unprotect_rtcp(data) == report
+        sock.close()

@@ -54,6 +54,10 @@ def test_three_peers_receive_each_other_without_loss(which: str,
         assert result.expected > 500, name  # two senders' audio and video
         assert result.loss == 0, (name, result)
         assert 0 <= result.delay_p50 <= result.delay_p99 < 1.0, (name, result)
+    # Each sender reports each stream about once a second; the SFU relays them to
+    # the receivers (in one fan-out), and asks publishers for keyframes and bitrate.
+    assert report.feedback.sender_reports >= 3 * 2 * 2, report.feedback
+    assert report.feedback.remb > 0, report.feedback
 
 
 def test_relay_loss_and_delay_show_in_that_receiver_only(server: Server) -> None:

@@ -40,6 +40,9 @@ OPUS_PT = 111
 VP8_PT = 96
 AUDIO, VIDEO = 0, 1
 RTP_HEADER = struct.Struct("!BBHII")
+SENDER_REPORT = struct.Struct("!BBHIQIII")
+NTP_EPOCH_OFFSET = 2208988800
+"""Seconds from 1900 (NTP) to 1970 (Unix)."""
 PAYLOAD_HEADER = struct.Struct("!4sdIBI")
 VP8_START, VP8_MIDDLE = b"\x10\x01\x00\x00", b"\x00\x01\x00\x00"
 """Descriptor with S=1 (or 0) and partition 0; frame header with P=1: a delta frame."""
@@ -120,12 +123,13 @@ class Received:
 
 @dataclass
 class Feedback:
-    """RTCP feedback that arrived (counted in measuring peers only)."""
+    """RTCP that arrived (counted in measuring peers only)."""
 
     nack: int = 0
     pli: int = 0
     fir: int = 0
     remb: int = 0
+    sender_reports: int = 0
 
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -469,7 +473,9 @@ class Peer:
         feedback = self.feedback
         while offset + 4 <= len(packet):
             fmt, pt = packet[offset] & 0x1F, packet[offset + 1]
-            if pt == 205 and fmt == 1:
+            if pt == 200:
+                feedback.sender_reports += 1
+            elif pt == 205 and fmt == 1:
                 feedback.nack += 1
             elif pt == 206 and fmt == 1:
                 feedback.pli += 1
@@ -489,6 +495,16 @@ class Peer:
         received.number.append(number)
         received.sent_at.append(sent)
         received.arrived_at.append(arrived)
+
+    def send_sender_report(self, ssrc: int, rtp_timestamp: int, packets: int, octets: int,
+                           now: float) -> None:
+        """An RTCP sender report, as a browser sends about once a second per stream."""
+        if self.srtp_tx is None:
+            return
+        ntp = int((now + NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+        report = SENDER_REPORT.pack(0x80, 200, 6, ssrc, ntp, rtp_timestamp & 0xFFFFFFFF,
+                                    packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
+        self._send(self.srtp_tx.protect_rtcp(report))
 
     def send_rtp(self, ssrc: int, payload_type: int, seq: int, timestamp: int,
                  body: bytes, marker: bool = False) -> None:

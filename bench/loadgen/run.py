@@ -33,6 +33,8 @@ AUDIO_INTERVAL = 0.020
 AUDIO_BYTES = 100
 VIDEO_FPS = 30
 VIDEO_PACKET_BYTES = 1200
+SENDER_REPORT_INTERVAL = 1.0
+"""Seconds between one sender's RTCP sender reports (per stream), as browsers do."""
 KEEPALIVE_INTERVAL = 2.0
 """Seconds between one peer's consent checks (browsers: about 5; servers time out
 silent peers after 8 or more)."""
@@ -257,12 +259,20 @@ class LoadRun:
         start = loop.time()
         next_audio = start + random.uniform(0, AUDIO_INTERVAL)
         next_video = start + random.uniform(0, 1 / VIDEO_FPS)
+        next_report = start + random.uniform(0, SENDER_REPORT_INTERVAL)
         end = start + seconds
         sender = participant.index
         while True:
             now = loop.time()
             if now >= end:
                 break
+            if now >= next_report:
+                wall = time.time()
+                peer.send_sender_report(participant.audio_ssrc, state.audio_ts, audio_number,
+                                        audio_number * AUDIO_BYTES, wall)
+                peer.send_sender_report(participant.video_ssrc, state.video_ts, video_number,
+                                        video_number * video_bytes, wall)
+                next_report += SENDER_REPORT_INTERVAL
             if now >= next_audio:
                 peer.send_rtp(participant.audio_ssrc, OPUS_PT, state.audio_seq, state.audio_ts,
                               payload(sender, AUDIO, audio_number, AUDIO_BYTES, time.time()))
@@ -279,7 +289,7 @@ class LoadRun:
                     state.video_seq += 1
                 state.video_ts += 90000 // VIDEO_FPS
                 next_video += 1 / VIDEO_FPS
-            await asyncio.sleep(max(0.0, min(next_audio, next_video) - loop.time()))
+            await asyncio.sleep(max(0.0, min(next_audio, next_video, next_report) - loop.time()))
         audio, video = participant.streams
         participant.sent = {audio: audio_number, video: video_number}
 
@@ -357,8 +367,8 @@ def format_report(report: Report) -> str:
             f"{r.delay_p50 * 1000:>9.2f}{r.delay_p99 * 1000:>9.2f}"
         )
     f = report.feedback
-    lines.append(f"feedback at measuring receivers: {f.nack} NACK, {f.pli} PLI, {f.fir} FIR, "
-                 f"{f.remb} REMB")
+    lines.append(f"RTCP at measuring receivers: {f.nack} NACK, {f.pli} PLI, {f.fir} FIR, "
+                 f"{f.remb} REMB, {f.sender_reports} sender reports")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 /* The SFU's hot path in C: protect one RTP packet for many receivers and send
  * every copy with sendmmsg, one system call per batch.
  *
- * Python hands over libsrtp's own srtp_protect (taken from pylibsrtp, so there is
+ * Python hands over libsrtp's own srtp_protect and srtp_protect_rtcp (taken from
+ * pylibsrtp, so there is
  * one libsrtp and one key schedule per session) and, per receiver, the address of
  * its srtp_t and a packed sockaddr (a third item, the session itself, only keeps
  * the srtp_t alive). confide/sfu/fanout.py holds the pure-Python
@@ -20,16 +21,21 @@
 
 typedef int (*protect_fn)(void *context, void *packet, int *length);
 
-static protect_fn protect = NULL;
+static protect_fn protect = NULL, protect_rtcp = NULL;
 static PyObject *all_sent = NULL; /* (0, 0), returned as is: most calls lose nothing */
 static unsigned char slots[BATCH][SLOT];
 static struct iovec vectors[BATCH];
 static struct mmsghdr messages[BATCH];
 
-static PyObject *set_protect(PyObject *module, PyObject *address) {
-    void *pointer = PyLong_AsVoidPtr(address);
-    if (pointer == NULL && PyErr_Occurred()) return NULL;
-    protect = (protect_fn)pointer;
+static PyObject *set_protect(PyObject *module, PyObject *args) {
+    PyObject *rtp, *rtcp;
+    if (!PyArg_ParseTuple(args, "OO", &rtp, &rtcp)) return NULL;
+    void *rtp_pointer = PyLong_AsVoidPtr(rtp);
+    if (rtp_pointer == NULL && PyErr_Occurred()) return NULL;
+    void *rtcp_pointer = PyLong_AsVoidPtr(rtcp);
+    if (rtcp_pointer == NULL && PyErr_Occurred()) return NULL;
+    protect = (protect_fn)rtp_pointer;
+    protect_rtcp = (protect_fn)rtcp_pointer;
     Py_RETURN_NONE;
 }
 
@@ -52,15 +58,17 @@ static PyObject *fan_out(PyObject *module, PyObject *args) {
     int fd;
     Py_buffer packet;
     PyObject *targets;
-    if (!PyArg_ParseTuple(args, "iy*O", &fd, &packet, &targets)) return NULL;
-    if (protect == NULL) {
+    int rtcp = 0;
+    if (!PyArg_ParseTuple(args, "iy*O|p", &fd, &packet, &targets, &rtcp)) return NULL;
+    protect_fn apply = rtcp ? protect_rtcp : protect;
+    if (apply == NULL) {
         PyBuffer_Release(&packet);
         PyErr_SetString(PyExc_RuntimeError, "set_protect has not been called");
         return NULL;
     }
-    if (packet.len < 12 || packet.len > SLOT - TRAILER) {
+    if (packet.len < (rtcp ? 8 : 12) || packet.len > SLOT - TRAILER) {
         PyBuffer_Release(&packet);
-        PyErr_SetString(PyExc_ValueError, "RTP packet length out of range");
+        PyErr_SetString(PyExc_ValueError, "RTP or RTCP packet length out of range");
         return NULL;
     }
     PyObject *sequence = PySequence_Fast(targets, "targets must be a sequence");
@@ -89,7 +97,7 @@ static PyObject *fan_out(PyObject *module, PyObject *args) {
         unsigned char *slot = slots[count];
         int length = (int)packet.len;
         memcpy(slot, packet.buf, (size_t)packet.len);
-        if (protect(context, slot, &length) != 0) {
+        if (apply(context, slot, &length) != 0) {
             failed++;
             continue;
         }
@@ -113,10 +121,11 @@ static PyObject *fan_out(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"set_protect", set_protect, METH_O,
-     "Use this address of libsrtp's srtp_protect for every packet."},
+    {"set_protect", set_protect, METH_VARARGS,
+     "set_protect(srtp_protect address, srtp_protect_rtcp address)"},
     {"fan_out", fan_out, METH_VARARGS,
-     "fan_out(fd, packet, [(srtp_t address, packed sockaddr), ...]) -> (failed, dropped)"},
+     "fan_out(fd, packet, [(srtp_t address, packed sockaddr), ...], rtcp=False)"
+     " -> (failed, dropped)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,5 +1,5 @@
-"""Sending one forwarded RTP packet to many receivers: protect a copy under each
-receiver's SRTP session and send it from the media socket.
+"""Sending one forwarded RTP packet (or one sender report) to many receivers:
+protect a copy under each receiver's SRTP session and send it from the media socket.
 
 Two ways, with the same behaviour: the C extension `_fanout` (built by pip from
 _fanout.c) protects in a loop and sends each batch with one sendmmsg call; the
@@ -31,20 +31,21 @@ def _load_native() -> ModuleType | None:
         from . import _fanout  # type: ignore[attr-defined]
     except ImportError:
         return None
-    _fanout.set_protect(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))))
+    _fanout.set_protect(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+                        int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect_rtcp"))))
     return _fanout  # type: ignore[no-any-return]
 
 
 NATIVE = _load_native()
 
 
-def python_fan_out(sock: socket.socket, packet: bytes,
-                   targets: Sequence[Target]) -> tuple[int, int]:
+def python_fan_out(sock: socket.socket, packet: bytes, targets: Sequence[Target],
+                   rtcp: bool = False) -> tuple[int, int]:
     """Returns (copies that failed to protect, copies the socket dropped)."""
     failed = dropped = 0
     for session, address in targets:
         try:
-            data = session.protect(packet)
+            data = session.protect_rtcp(packet) if rtcp else session.protect(packet)
         except pylibsrtp.Error:
             failed += 1
             continue
@@ -90,8 +91,9 @@ class FanOut:
                  packed_address(self.sock.family, address), session)
                 for session, address in targets]
 
-    def __call__(self, packet: bytes, prepared: object) -> tuple[int, int]:
+    def __call__(self, packet: bytes, prepared: object, rtcp: bool = False) -> tuple[int, int]:
+        """`rtcp`: the packet is RTCP, protected as SRTCP."""
         if self.native is None:
-            return python_fan_out(self.sock, packet, cast(list[Target], prepared))
-        result: tuple[int, int] = self.native.fan_out(self.fd, packet, prepared)
+            return python_fan_out(self.sock, packet, cast(list[Target], prepared), rtcp)
+        result: tuple[int, int] = self.native.fan_out(self.fd, packet, prepared, rtcp)
         return result

@@ -66,7 +66,7 @@ class Sfu:
         self.counters: Counter[str] = Counter()
         self.transmit: Callable[[bytes, Address], None] = lambda data, address: None
         self.prepare_targets: Callable[[list[Target]], object] = lambda targets: targets
-        self.fan_out: Callable[[bytes, object], tuple[int, int]] = self._fan_out_one_by_one
+        self.fan_out: Callable[[bytes, object, bool], tuple[int, int]] = self._fan_out_one_by_one
         """Protects one packet for each prepared target and sends it; returns (failed,
         dropped). The transport replaces both with a batched way (fanout.py)."""
         self.route_version = 0
@@ -338,21 +338,27 @@ class Sfu:
         if stream.cache is not None:
             stream.cache.put(sequence_number, packet)
         self.counters["rtp_received"] += 1
-        if stream.route_version != self.route_version:
-            self._build_route(stream)
-        route = stream.route
-        assert route is not None
+        route = self._route(stream)
         if route.size:
             stream.forwarded_packets += 1
             stream.forwarded_octets += len(packet) - 12
             self.counters["rtp_forwarded"] += route.size
-            failed, dropped = self.fan_out(packet, route.targets)
-            if failed:
-                self.counters["errors"] += failed
-            if dropped:
-                self.counters["dropped_send_buffer_full"] += dropped
+            self._count_fan_out(self.fan_out(packet, route.targets, False))
         for subscription in route.rewritten:
             self._forward(subscription, packet)
+
+    def _route(self, stream: PublishedStream) -> Route:
+        if stream.route_version != self.route_version:
+            self._build_route(stream)
+        assert stream.route is not None
+        return stream.route
+
+    def _count_fan_out(self, result: tuple[int, int]) -> None:
+        failed, dropped = result
+        if failed:
+            self.counters["errors"] += failed
+        if dropped:
+            self.counters["dropped_send_buffer_full"] += dropped
 
     def _build_route(self, stream: PublishedStream) -> None:
         """Done once per change in who receives what, not per packet."""
@@ -371,9 +377,10 @@ class Sfu:
         stream.route = Route(self.prepare_targets(targets), len(targets), tuple(rewritten))
         stream.route_version = self.route_version
 
-    def _fan_out_one_by_one(self, packet: bytes, targets: object) -> tuple[int, int]:
+    def _fan_out_one_by_one(self, packet: bytes, targets: object, rtcp: bool) -> tuple[int, int]:
         for session, address in cast(list[Target], targets):
-            self.transmit(session.protect(packet), address)
+            self.transmit(session.protect_rtcp(packet) if rtcp else session.protect(packet),
+                          address)
         return 0, 0
 
     def _forward(self, subscription: Subscription, packet: bytes) -> None:
@@ -435,9 +442,23 @@ class Sfu:
             self._send_rtcp(stream.publisher, [Nack(self.rtcp_ssrc, stream.ssrc, missing)])
 
     def _relay_sender_report(self, stream: PublishedStream, report: SenderReport) -> None:
-        """Each receiver gets our own sender report, with the publisher's clock mapping
-        (for lip sync) and the counts of what we sent that receiver."""
-        for subscription in stream.subscriptions:
+        """Receivers get our own sender report, with the publisher's clock mapping (for
+        lip sync) and the counts of what we sent. Those on the batched route share one
+        report, sent in one fan-out (a webinar's thousand receivers would otherwise
+        stall the loop for every report); their counts are the route's, from before
+        a late joiner arrived too. A receiver with its own rewritten copy gets its own."""
+        route = self._route(stream)
+        if route.size:
+            shared = SenderReport(
+                ssrc=stream.ssrc,
+                ntp_timestamp=report.ntp_timestamp,
+                rtp_timestamp=report.rtp_timestamp,
+                packet_count=stream.forwarded_packets & 0xFFFFFFFF,
+                octet_count=stream.forwarded_octets & 0xFFFFFFFF,
+                reports=[],
+            )
+            self._count_fan_out(self.fan_out(serialize_compound([shared]), route.targets, True))
+        for subscription in route.rewritten:
             own = SenderReport(
                 ssrc=stream.ssrc,
                 ntp_timestamp=report.ntp_timestamp,
