@@ -128,3 +128,20 @@ def test_a_sender_report_goes_out_as_srtcp(sender: socket.socket, native: bool) 
         assert data[:8] == report[:8] and data[8:28] != report[8:]  # header clear, body not
         assert inbound.unprotect_rtcp(data) == report
         sock.close()
+
+
+@pytest.mark.parametrize("native", ways())
+def test_a_bad_address_costs_only_its_own_copy(sender: socket.socket, native: bool) -> None:
+    """A participant can make its checks come from port 0 (or a broadcast address);
+    sendmmsg stops at that message, and the others in the batch must still go."""
+    people = receivers(13)
+    targets = [(out, sock.getsockname()) for sock, out, _ in people]
+    bad_out, _ = session_pair()
+    targets.insert(1, (bad_out, ("127.0.0.1", 0)))
+    targets.insert(5, (bad_out, ("255.255.255.255", 5000)))
+    send = FanOut(sender, native=native)
+    failed, dropped = send(rtp(9), send.prepare(targets))
+    assert failed == 0 and dropped == 2
+    for sock, _, inbound in people:
+        assert inbound.unprotect(sock.recv(4096))[2:4] == b"\x00\x09"
+        sock.close()

@@ -253,3 +253,27 @@ def test_attribute_running_past_the_message_is_refused(agent: IceLiteAgent) -> N
     data[22:24] = (0x0400).to_bytes(2, "big")  # USERNAME claims 1 kB
     with pytest.raises(ValueError, match="malformed"):
         agent.handle_request(bytes(data), CLIENT_ADDRESS, 1.0)
+
+
+def test_use_candidate_after_message_integrity_is_ignored(agent: IceLiteAgent) -> None:
+    """RFC 8489 section 14.5: only FINGERPRINT may follow MESSAGE-INTEGRITY; anything
+    else there is not covered by it, so an on-path attacker could have added it."""
+    agent.handle_request(binding_request(agent), CLIENT_ADDRESS, 1.0)
+    signed = binding_request(agent)[:-8]  # no USE-CANDIDATE; FINGERPRINT cut off
+    signed = signed[:2] + (len(signed) - 20).to_bytes(2, "big") + signed[4:]
+    tail = bytes.fromhex("00250000")  # USE-CANDIDATE
+    forged = signed[:2] + (len(signed) - 20 + 4).to_bytes(2, "big") + signed[4:] + tail
+    agent.handle_request(forged, OTHER_ADDRESS, 2.0)
+    assert agent.nominated_address == CLIENT_ADDRESS
+
+
+def test_anything_after_fingerprint_is_refused(agent: IceLiteAgent) -> None:
+    message = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    message.attributes["USERNAME"] = f"{agent.local_ufrag}:{CLIENT_UFRAG}"
+    message.add_message_integrity(agent.local_pwd.encode())
+    message.add_fingerprint()
+    data = bytes(message)
+    extended = data[:2] + (len(data) - 20 + 4).to_bytes(2, "big") + data[4:] + bytes.fromhex(
+        "00250000")
+    with pytest.raises(ValueError, match="FINGERPRINT is not last"):
+        agent.handle_request(extended, OTHER_ADDRESS, 2.0)

@@ -670,7 +670,9 @@ def test_sender_report_counts_survive_a_change_of_route(meeting: Meeting) -> Non
     packets = list(camera_packets(400, 5))
     for packet in packets[:3]:
         meeting.publish(packet, 1.0)
-    meeting.sfu.route_version += 1  # as when anyone's routing changes
+    for streams in meeting.sfu.streams.values():  # as when someone joins or moves
+        for stream in streams.values():
+            stream.route = None
     for packet in packets[3:]:
         meeting.publish(packet, 1.0)
     report = SenderReport(CAMERA_SSRC, 0xE8E1_2345_8000_0000, 0, 5, 500, [])
@@ -691,6 +693,42 @@ def test_receiver_report_after_a_sender_report_echoes_its_timestamp(meeting: Mee
     block = receiver_report.reports[0]
     assert block.last_sr == 0x2345_8000
     assert block.delay_since_last_sr == 65536 // 2  # 0.5 s in 1/65536 s
+
+
+# --- Where media goes ------------------------------------------------------------------------
+
+
+def test_a_check_from_port_zero_is_not_answered_and_moves_nothing(meeting: Meeting) -> None:
+    """The kernel delivers UDP from port 0; no one can be sent media there, and in a
+    batch sendmmsg would stop at it."""
+    meeting.sfu.datagram_received(meeting.b.binding_request(), ("192.0.2.77", 0), 2.0)
+    assert meeting.endpoint_b.address == meeting.b.address
+    assert meeting.sfu.counters["dropped_stun_bad_source"] == 1
+    assert meeting.network.in_flight == []
+
+
+def test_a_participant_cannot_keep_moving_its_media_address(meeting: Meeting) -> None:
+    """A few moves while ICE settles, then one a second: each move rebuilds the
+    routes of the streams it receives."""
+    moved = 0
+    for port in range(40000, 40020):
+        meeting.sfu.datagram_received(meeting.b.binding_request(), ("192.0.2.77", port), 3.0)
+        moved += meeting.endpoint_b.address == ("192.0.2.77", port)
+    assert moved < 20
+    assert meeting.sfu.counters["address_changes_refused"] >= 20 - 5
+    meeting.sfu.datagram_received(meeting.b.binding_request(), ("192.0.2.77", 41000), 5.0)
+    assert meeting.endpoint_b.address == ("192.0.2.77", 41000)
+
+
+def test_a_move_rebuilds_only_the_routes_of_what_that_person_receives(meeting: Meeting) -> None:
+    for packet in camera_packets(400, 1):
+        meeting.publish(packet, 1.0)
+    camera = meeting.endpoint_a.published["camera"]
+    assert camera.route is not None
+    meeting.network.send(meeting.a, meeting.a.binding_request(), 2.0)  # A moves: A receives nothing
+    assert camera.route is not None
+    meeting.sfu.datagram_received(meeting.b.binding_request(), ("192.0.2.77", 40000), 2.0)
+    assert camera.route is None  # B receives the camera
 
 
 # --- Garbage ---------------------------------------------------------------------------------

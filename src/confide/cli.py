@@ -79,8 +79,8 @@ def _join_rate(text: str) -> tuple[float, float]:
     except ValueError:
         values = (0.0, 0.0)
     if not (values[0] > 0 and values[1] >= 1):
-        raise argparse.ArgumentTypeError("must be RATE/BURST, e.g. 2/60: a burst of joins, "
-                                         "then a rate per second")
+        raise argparse.ArgumentTypeError("must be RATE/BURST, e.g. 2/60: 2 joins a second "
+                                         "once a burst of 60 is used up")
     return values
 
 
@@ -102,12 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--join-rate-per-address", type=_join_rate, metavar="RATE/BURST",
         default=(Settings.join_rate_per_address, Settings.join_burst_per_address),
-        help="joins one address may make: a burst, then a rate per second (default: 2/60)",
+        help="joins one address may make: RATE a second once a BURST is used up (default: 2/60)",
     )
     serve.add_argument(
         "--join-rate-per-meeting", type=_join_rate, metavar="RATE/BURST",
         default=(Settings.join_rate_per_meeting, Settings.join_burst_per_meeting),
-        help="joins one meeting takes: a burst, then a rate per second (default: 5/100)",
+        help="joins one meeting takes: RATE a second once a BURST is used up (default: 5/100)",
     )
     serve.add_argument(
         "--tls-cert", type=Path, default=None, metavar="FILE",

@@ -39,19 +39,26 @@ static PyObject *set_protect(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* Send slots [0, count); returns how many could not be sent. */
+/* Send slots [0, count); returns how many could not be sent. sendmmsg stops at
+ * the first message that fails: a full socket buffer drops the rest of the batch
+ * (UDP drops, so do we), but an error of that one destination (a port-0 or
+ * broadcast address, a firewall rule, no route) costs only its own message. */
 static Py_ssize_t flush(int fd, int count) {
     int done = 0;
+    Py_ssize_t dropped = 0;
     while (done < count) {
         int sent = sendmmsg(fd, messages + done, (unsigned int)(count - done), MSG_DONTWAIT);
         if (sent < 0) {
             if (errno == EINTR) continue;
-            /* A full socket buffer (EAGAIN) or a dead route: UDP drops, so do we. */
-            return count - done;
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+                return dropped + (count - done);
+            dropped++;
+            done++;
+            continue;
         }
         done += sent;
     }
-    return 0;
+    return dropped;
 }
 
 static PyObject *fan_out(PyObject *module, PyObject *args) {

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 
 import pylibsrtp
 
+from ..signalling.limits import TokenBucket
 from .dtls import DtlsServerSession, SrtpKeys
 from .ice import IceLiteAgent
 from .router import PublishedStream, Subscription
+
+ADDRESS_CHANGE_BURST = 5.0
 
 
 @dataclass(eq=False)
@@ -34,6 +37,9 @@ class Endpoint:
     modified client cannot defy the host."""
     refused: set[str] = field(default_factory=set)
     """Kinds the last offer tried to send that the meeting does not allow."""
+    address_changes: TokenBucket = field(
+        default_factory=lambda: TokenBucket(rate=1.0, burst=ADDRESS_CHANGE_BURST))
+    """Moves of the media address: a few while ICE settles, then one a second."""
     next_report_at: float = 0.0
     """When this participant's next receiver reports and REMB are due."""
     sdp_session_id: int = field(default_factory=lambda: secrets.randbits(62))

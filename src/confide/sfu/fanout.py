@@ -20,6 +20,7 @@ import pylibsrtp
 
 Address = tuple[str, int]
 Target = tuple[pylibsrtp.Session, Address]
+LIBSRTP2_PROTECT = "<ctype 'srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)'>"
 
 
 def _load_native() -> ModuleType | None:
@@ -31,6 +32,11 @@ def _load_native() -> ModuleType | None:
         from . import _fanout  # type: ignore[attr-defined]
     except ImportError:
         return None
+    # _fanout.c calls libsrtp 2's `srtp_protect(ctx, buffer, int *length)`; libsrtp 3
+    # changed it, and calling that through this signature would corrupt memory.
+    for name in ("srtp_protect", "srtp_protect_rtcp"):
+        if str(ffi.typeof(getattr(lib, name))) != LIBSRTP2_PROTECT:
+            return None
     _fanout.set_protect(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
                         int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect_rtcp"))))
     return _fanout  # type: ignore[no-any-return]
@@ -87,9 +93,14 @@ class FanOut:
         from pylibsrtp._binding import ffi
 
         # Each entry also holds its session, so the srtp_t stays alive while used.
-        return [(int(ffi.cast("uintptr_t", session._srtp[0])),
-                 packed_address(self.sock.family, address), session)
-                for session, address in targets]
+        prepared = []
+        for session, address in targets:
+            try:
+                packed = packed_address(self.sock.family, address)
+            except (OSError, ValueError, struct.error):
+                continue  # an address this socket cannot send to: that receiver only
+            prepared.append((int(ffi.cast("uintptr_t", session._srtp[0])), packed, session))
+        return prepared
 
     def __call__(self, packet: bytes, prepared: object, rtcp: bool = False) -> tuple[int, int]:
         """`rtcp`: the packet is RTCP, protected as SRTCP."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import socket
 import struct
@@ -73,16 +74,23 @@ def parse_stun(data: bytes) -> StunMessage:
         if end > len(data):
             raise ValueError("STUN message is malformed: attribute overruns the message")
         value = data[value_at:end]
-        if kind == MESSAGE_INTEGRITY and not signed:
-            # RFC 8489 section 14.5: the length field counts up to this attribute's end.
-            signed = data[:2] + (end - HEADER.size).to_bytes(2, "big") + data[4:offset]
-        elif kind == FINGERPRINT:
+        next_offset = end + (-size % 4)
+        if kind == FINGERPRINT:
             expected = (zlib.crc32(data[:2] + (end - HEADER.size).to_bytes(2, "big")
                                    + data[4:offset]) ^ FINGERPRINT_XOR)
             if size != 4 or int.from_bytes(value, "big") != expected:
                 raise ValueError("STUN message is malformed: bad FINGERPRINT")
-        attributes.setdefault(kind, value)
-        offset = end + (-size % 4)
+            if next_offset < len(data):
+                raise ValueError("STUN message is malformed: FINGERPRINT is not last")
+        elif signed:
+            pass  # RFC 8489 section 14.5: what follows MESSAGE-INTEGRITY is ignored
+        elif kind == MESSAGE_INTEGRITY:
+            # The length field counts up to this attribute's end.
+            signed = data[:2] + (end - HEADER.size).to_bytes(2, "big") + data[4:offset]
+            attributes[kind] = value
+        else:
+            attributes.setdefault(kind, value)
+        offset = next_offset
     return StunMessage(message_type, transaction_id, attributes, signed)
 
 
@@ -98,6 +106,22 @@ def stun_username(data: bytes | StunMessage) -> str | None:
     if ":" not in username:
         return None
     return username.split(":", 1)[0]
+
+
+def is_unicast_source(address: tuple[str, int]) -> bool:
+    """A source media can be sent back to: a port, and not a broadcast, multicast or
+    unspecified address (the kernel delivers UDP from all of these)."""
+    host, port = address[0], address[1]
+    if not 0 < port < 65536:
+        return False
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if ip.is_multicast or ip.is_unspecified:
+        return False
+    return not (isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address(
+        "255.255.255.255"))
 
 
 def _attribute(kind: int, value: bytes) -> bytes:

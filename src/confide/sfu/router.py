@@ -44,8 +44,8 @@ class PublishedStream:
     forwarded_octets: int = 0
     """Packets (and payload octets) sent on the batched route, to each of its receivers."""
     route: Route | None = None
-    route_version: int = -1
-    """The SFU's routing version `route` was built for; rebuilt when they differ."""
+    """Who gets the next packet; None when that may have changed (a subscription,
+    a receiver's address or key), and it is built again on the next packet."""
 
     def __post_init__(self) -> None:
         self.stats = ReceptionStats(self.ssrc, self.clock_rate)

@@ -21,7 +21,7 @@ import pylibsrtp
 from .bwe import IDLE_BITRATE
 from .dtls import DtlsCertificate, DtlsServerSession
 from .endpoint import Endpoint
-from .ice import parse_stun, stun_username
+from .ice import is_unicast_source, parse_stun, stun_username
 from .router import PublishedStream, Route, Subscription, payload_type_map
 from .rtp import (
     Fir,
@@ -69,8 +69,6 @@ class Sfu:
         self.fan_out: Callable[[bytes, object, bool], tuple[int, int]] = self._fan_out_one_by_one
         """Protects one packet for each prepared target and sends it; returns (failed,
         dropped). The transport replaces both with a batched way (fanout.py)."""
-        self.route_version = 0
-        """Goes up whenever who receives what, where or under which key may change."""
         self.on_endpoint_lost: Callable[[Endpoint, str], None] = lambda endpoint, reason: None
 
     # Participants come and go (called by signalling).
@@ -185,7 +183,6 @@ class Sfu:
     def _set_publications(
         self, endpoint: Endpoint, wanted: dict[str, Publication]
     ) -> bool:
-        self.route_version += 1
         changed = False
         meeting_streams = self.streams.setdefault(endpoint.meeting_id, {})
         for kind, stream in list(endpoint.published.items()):
@@ -223,7 +220,10 @@ class Sfu:
         wanted: dict[int, tuple[PublishedStream, str, dict[int, int]]],
         now: float,
     ) -> None:
-        self.route_version += 1
+        for subscription in endpoint.subscriptions.values():
+            subscription.stream.route = None
+        for stream, _, _ in wanted.values():
+            stream.route = None
         for ssrc, subscription in list(endpoint.subscriptions.items()):
             entry = wanted.get(ssrc)
             unchanged = entry is not None and entry[:2] == (subscription.stream, subscription.mid)
@@ -267,18 +267,30 @@ class Sfu:
             logger.exception("error handling a datagram")
 
     def _handle_stun(self, data: bytes, address: Address, now: float) -> None:
+        """Answer a connectivity check; the first, and nominated ones, set where this
+        participant's media goes."""
         request = parse_stun(data)
         ufrag = stun_username(request)
         endpoint = self.endpoints_by_ufrag.get(ufrag) if ufrag else None
         if endpoint is None or not endpoint.ice.remote_ufrag:
             self.counters["dropped_stun_unknown"] += 1
             return
+        if not is_unicast_source(address):
+            # Port 0 or a broadcast address: no one could send media back to it.
+            self.counters["dropped_stun_bad_source"] += 1
+            return
         response = endpoint.ice.handle_request(request, address, now)
         endpoint.last_packet_at = now
         self.endpoints_by_address[address] = endpoint
-        if endpoint.address != endpoint.ice.nominated_address:
-            endpoint.address = endpoint.ice.nominated_address
-            self.route_version += 1
+        nominated = endpoint.ice.nominated_address
+        if endpoint.address != nominated:
+            # A few moves settle ICE; after that, one a second, so that a participant
+            # cannot keep everyone's routes being rebuilt.
+            if endpoint.address_changes.take(now):
+                endpoint.address = nominated
+                self._forget_routes_of(endpoint)
+            else:
+                self.counters["address_changes_refused"] += 1
         self.counters["stun_answered"] += 1
         self.transmit(response, address)
 
@@ -300,7 +312,7 @@ class Sfu:
             self.transmit(reply, address)
         if endpoint.dtls.keys is not None and endpoint.srtp_in is None:
             endpoint.start_srtp(endpoint.dtls.keys)
-            self.route_version += 1
+            self._forget_routes_of(endpoint)
             endpoint.last_packet_at = now
             for stream in endpoint.published.values():
                 if stream.media_kind == "video":
@@ -348,10 +360,16 @@ class Sfu:
             self._forward(subscription, packet)
 
     def _route(self, stream: PublishedStream) -> Route:
-        if stream.route_version != self.route_version:
+        if stream.route is None:
             self._build_route(stream)
         assert stream.route is not None
         return stream.route
+
+    def _forget_routes_of(self, endpoint: Endpoint) -> None:
+        """Its address or key changed: the streams it receives build their routes
+        again, and no one else's do."""
+        for subscription in endpoint.subscriptions.values():
+            subscription.stream.route = None
 
     def _count_fan_out(self, result: tuple[int, int]) -> None:
         failed, dropped = result
@@ -375,7 +393,6 @@ class Sfu:
             subscription.join_route()
             targets.append((subscriber.srtp_out, subscriber.address))
         stream.route = Route(self.prepare_targets(targets), len(targets), tuple(rewritten))
-        stream.route_version = self.route_version
 
     def _fan_out_one_by_one(self, packet: bytes, targets: object, rtcp: bool) -> tuple[int, int]:
         for session, address in cast(list[Target], targets):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import cast
 
 from .fanout import FanOut
@@ -17,12 +18,15 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 """Room for bursts (keyframes from many publishers at once) while the loop is busy."""
 
 
+# The SFU's `now` is time.monotonic(): uvloop's loop.time() counts whole
+# milliseconds, cached per loop turn, too coarse for jitter in receiver reports.
+
+
 class MediaProtocol(asyncio.DatagramProtocol):
     def __init__(self, sfu: Sfu, sock: socket.socket) -> None:
         self.sfu = sfu
         self.sock = sock
         self.transport: asyncio.DatagramTransport | None = None
-        self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -41,7 +45,7 @@ class MediaProtocol(asyncio.DatagramProtocol):
         # (no new tuple per packet: fewer young objects, fewer collector pauses).
         if len(addr) != 2:
             addr = (addr[0], addr[1])
-        self.sfu.datagram_received(data, addr, self.loop.time())
+        self.sfu.datagram_received(data, addr, time.monotonic())
 
     def error_received(self, exc: Exception) -> None:
         # ICMP unreachable from a peer that went away; its timeout removes it.
@@ -49,11 +53,10 @@ class MediaProtocol(asyncio.DatagramProtocol):
 
 
 async def run_timer(sfu: Sfu) -> None:
-    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(TIMER_INTERVAL)
         try:
-            sfu.handle_timer(loop.time())
+            sfu.handle_timer(time.monotonic())
         except Exception:
             logger.exception("SFU timer failed")
 

@@ -243,7 +243,7 @@ class Hub(HostPowers):
             mid: ("send", role.send) if role.send else ("recv", role.recv)
             for mid, role in offer.mids.items()
         }
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()  # the SFU's clock (sfu/transport.py)
         moderation, participant_id = session.meeting.moderation, session.participant.id
         try:
             answer, changed = self.sfu.negotiate(
