@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from confide.signalling import limits
-from confide.signalling.limits import RateLimiter, TokenBucket
+from confide import limits
+from confide.limits import RateLimiter, TokenBucket
 
 
 def test_a_burst_up_to_the_limit_is_allowed_then_refused() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pylibsrtp
 
-from ..signalling.limits import TokenBucket
+from ..limits import TokenBucket
 from .dtls import DtlsServerSession, SrtpKeys
 from .ice import IceLiteAgent
 from .router import PublishedStream, Subscription

@@ -65,11 +65,16 @@ def media_socket(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        for option, name in ((socket.SO_RCVBUF, "rmem_max"), (socket.SO_SNDBUF, "wmem_max")):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
             except OSError:
-                logger.debug("could not enlarge the media socket buffer")
+                pass
+            # The kernel caps the size silently (net.core.*mem_max, 208 kB by default):
+            # say so, as a large webinar's bursts then overflow it.
+            if sock.getsockopt(socket.SOL_SOCKET, option) < SOCKET_BUFFER_BYTES:
+                logger.warning("media socket buffer is smaller than %d bytes; raise "
+                               "net.core.%s for large meetings", SOCKET_BUFFER_BYTES, name)
         sock.bind(address)
         sock.setblocking(False)
     except OSError:

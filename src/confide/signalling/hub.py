@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Settings
+from ..limits import RateLimiter
 from ..rooms.meeting import Directory, Meeting, MeetingError
 from ..rooms.moderation import ModerationError
 from ..sfu.endpoint import Endpoint
 from ..sfu.sfu import Sfu
 from .hosting import HostPowers
-from .limits import RateLimiter
 from .messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,

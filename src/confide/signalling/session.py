@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..limits import TokenBucket
 from ..rooms.meeting import Meeting, Participant
 from ..rooms.moderation import Moderation
 from ..sfu.endpoint import Endpoint
-from .limits import TokenBucket
 
 MAX_INVALID_IN_A_ROW = 5
 CLOSE_PROTOCOL_ERROR = 4400

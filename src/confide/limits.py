@@ -1,4 +1,5 @@
-"""Rate limits that protect a meeting from floods: token buckets, time passed in.
+"""Rate limits that protect meetings and the media path from floods: token buckets,
+time passed in.
 
 A bucket holds up to `burst` tokens and refills at `rate` per second; each event
 takes one. `RateLimiter` keeps one bucket per key (an address, a meeting id) and
