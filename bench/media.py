@@ -24,11 +24,8 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,30 +42,19 @@ from bench.loadgen.run import (
     driver_for,
     raise_file_limit,
 )
+from bench.proc import cpu_seconds, resident_bytes
+from tests.e2e.conftest import free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSS_LIMIT = 0.001
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # --- Servers -----------------------------------------------------------------------------
 
 
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def process_probe(pid: int) -> Probe:
     """CPU seconds (user + system, every thread) and resident bytes of one process."""
-    def probe() -> tuple[float, int]:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        return cpu, rss
-    return probe
+    return lambda: (cpu_seconds(pid), resident_bytes(pid))
 
 
 @dataclass
@@ -81,29 +67,14 @@ class Running:
 
 
 @contextmanager
-def confide_server(cpu: int | None, log: Path) -> Iterator[Running]:
-    port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    command = [sys.executable, "-m", "confide.cli", "serve", "--port", str(port),
-               "--media-port", str(media_port), "--max-participants", "5000",
-               "--join-rate-per-address", "1000/100000",
-               "--join-rate-per-meeting", "1000/100000", "--log-level", "warning"]
-    if cpu is not None:
-        command = ["taskset", "-c", str(cpu), *command]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(base_url + "/metrics", timeout=1).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"confide serve did not start; see {log}") from None
-            time.sleep(0.1)
+def confide_server(cpu: int | None) -> Iterator[Running]:
+    wrapper = ("taskset", "-c", str(cpu)) if cpu is not None else ()
+    process, server = start_server(
+        "bench-media-confide.log", "--max-participants", "5000",
+        "--join-rate-per-address", "1000/100000", "--join-rate-per-meeting", "1000/100000",
+        "--log-level", "warning", wrapper=wrapper)
     try:
-        yield Running("confide", base_url, process.pid)
+        yield Running("confide", server.base_url, process.pid)
     finally:
         process.terminate()
         process.wait(10)
@@ -118,7 +89,7 @@ def janus(cpu: int | None, folder: Path) -> Iterator[Running]:
     server = janus_server.JanusServer(folder, port)
     server.start(cpu)
     try:
-        yield Running("janus", server.base_url, server.pid, janus_server.ice_address())
+        yield Running("janus", server.base_url, server.pid, server.media_host)
     finally:
         server.stop()
 
@@ -330,7 +301,7 @@ async def _run_all(args: argparse.Namespace, say: Callable[[str], None]) -> dict
     }
     work = Path(tempfile.mkdtemp(prefix="confide-bench-"))
     for name in args.servers:
-        with (confide_server(args.server_cpu, work / "confide.log") if name == "confide"
+        with (confide_server(args.server_cpu) if name == "confide"
               else janus(args.server_cpu, work / "janus")) as server:
             for shape in shapes:
                 say(f"{name}: {shape.name}")

@@ -10,7 +10,6 @@ Run: .venv/bin/python bench/meeting_figures.py [--tries 10] [--seconds 30]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.proc import cpu_seconds  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from tests.e2e.conftest import start_server  # noqa: E402
 from tests.e2e.participant import CHROMIUM_ARGS, Participant  # noqa: E402
@@ -30,11 +30,6 @@ FIRST_FRAME_JS = """() => new Promise((resolve) => {
   };
   look();
 })"""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

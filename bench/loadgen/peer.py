@@ -131,6 +131,10 @@ class Feedback:
     remb: int = 0
     sender_reports: int = 0
 
+    def add(self, other: Feedback) -> None:
+        for key, value in vars(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 TIMESPEC = struct.Struct("=qq")

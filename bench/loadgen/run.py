@@ -222,8 +222,7 @@ class LoadRun:
                 received[name] = peer.received
                 results[name] = receiver_result(expected[name], peer.received)
                 for either in p.peers():  # Janus sends a publisher's feedback to its own peer
-                    for key, value in vars(either.feedback).items():
-                        setattr(feedback, key, getattr(feedback, key) + value)
+                    feedback.add(either.feedback)
             else:
                 results[name] = counted_result(expected[name], peer.counted)
         delays = delays_of(received, expected)
@@ -302,8 +301,7 @@ def combine(reports: list[Report]) -> Report:
     delays = [d for report in reports for d in report.delays]
     feedback = Feedback()
     for report in reports:
-        for key, value in vars(report.feedback).items():
-            setattr(feedback, key, getattr(feedback, key) + value)
+        feedback.add(report.feedback)
     return Report(
         server=first.server, people=sum(r.people for r in reports),
         senders=sum(r.senders for r in reports), seconds=first.seconds,

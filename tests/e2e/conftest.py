@@ -35,17 +35,19 @@ def start_server(
     ports: tuple[int, int] | None = None,
     launcher: tuple[str, ...] = ("confide.cli",),
     env: dict[str, str] | None = None,
+    wrapper: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], Server]:
     """Runs `confide serve` on free ports (or the given TCP and UDP ports).
 
     `launcher` is the module to run and its leading arguments, e.g. the capturing
-    server of tests/e2e/capturing_server.py.
+    server of tests/e2e/capturing_server.py. `wrapper` comes before the Python
+    command, e.g. `taskset -c 1` (which execs, so the pid stays the server's).
     """
     ARTIFACTS.mkdir(exist_ok=True)
     port, media_port = ports or (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
     log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", *launcher, "serve", "--port", str(port),
+        [*wrapper, sys.executable, "-m", *launcher, "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         env={**os.environ, **(env or {})},
@@ -58,6 +60,7 @@ def start_server(
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
                 raise RuntimeError(f"confide serve did not start; see {log.name}") from None
             time.sleep(0.1)
     return process, Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name)

@@ -464,26 +464,19 @@ class Sfu:
         report, sent in one fan-out (a webinar's thousand receivers would otherwise
         stall the loop for every report); their counts are the route's, from before
         a late joiner arrived too. A receiver with its own rewritten copy gets its own."""
+        def ours(packets: int, octets: int) -> SenderReport:
+            return SenderReport(
+                ssrc=stream.ssrc, ntp_timestamp=report.ntp_timestamp,
+                rtp_timestamp=report.rtp_timestamp, packet_count=packets & 0xFFFFFFFF,
+                octet_count=octets & 0xFFFFFFFF, reports=[],
+            )
+
         route = self._route(stream)
         if route.size:
-            shared = SenderReport(
-                ssrc=stream.ssrc,
-                ntp_timestamp=report.ntp_timestamp,
-                rtp_timestamp=report.rtp_timestamp,
-                packet_count=stream.forwarded_packets & 0xFFFFFFFF,
-                octet_count=stream.forwarded_octets & 0xFFFFFFFF,
-                reports=[],
-            )
+            shared = ours(stream.forwarded_packets, stream.forwarded_octets)
             self._count_fan_out(self.fan_out(serialize_compound([shared]), route.targets, True))
         for subscription in route.rewritten:
-            own = SenderReport(
-                ssrc=stream.ssrc,
-                ntp_timestamp=report.ntp_timestamp,
-                rtp_timestamp=report.rtp_timestamp,
-                packet_count=subscription.packets_sent & 0xFFFFFFFF,
-                octet_count=subscription.octets_sent & 0xFFFFFFFF,
-                reports=[],
-            )
+            own = ours(subscription.packets_sent, subscription.octets_sent)
             self._send_rtcp(subscription.subscriber, [own])
 
     def _request_keyframe(self, stream: PublishedStream, now: float) -> None:
