@@ -152,7 +152,7 @@ class JanusServer:
 
     @property
     def pid(self) -> int:
-        """Janus's own pid: taskset execs Janus, so the child keeps its pid."""
+        """Janus's own pid: taskset and chrt exec Janus, so the child keeps its pid."""
         if self.process is None:
             raise RuntimeError("Janus is not running")
         return self.process.pid
@@ -166,13 +166,12 @@ class JanusServer:
     def log(self) -> Path:
         return self.folder / LOG_NAME
 
-    def start(self, cpu: int | None = None, timeout: float = 20.0) -> None:
-        """Launch Janus, pinned to `cpu` if given, and return once its REST API answers."""
+    def start(self, wrapper: tuple[str, ...] = (), timeout: float = 20.0) -> None:
+        """Launch Janus behind `wrapper` (e.g. `taskset -c 1`, which execs it) and
+        return once its REST API answers."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("Janus is already running")
-        command = [str(JANUS), "-F", str(self.folder), "--disable-colors"]
-        if cpu is not None:
-            command = ["taskset", "-c", str(cpu), *command]
+        command = [*wrapper, str(JANUS), "-F", str(self.folder), "--disable-colors"]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 command,

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -66,9 +67,24 @@ class Running:
     """The address the generator's peers bind to."""
 
 
+def placement(cpu: int | None, realtime: bool) -> tuple[str, ...]:
+    """The command that runs a server on its core: pinned with taskset and, if
+    `realtime`, scheduled SCHED_FIFO, so that the machine's other processes (a
+    shared machine has some) cannot hold it off its core for milliseconds at a time."""
+    pinned = ("taskset", "-c", str(cpu)) if cpu is not None else ()
+    return (*pinned, "chrt", "--fifo", "1") if realtime else pinned
+
+
+def realtime_allowed() -> bool:
+    try:
+        subprocess.run(["chrt", "--fifo", "1", "true"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
 @contextmanager
-def confide_server(cpu: int | None) -> Iterator[Running]:
-    wrapper = ("taskset", "-c", str(cpu)) if cpu is not None else ()
+def confide_server(wrapper: tuple[str, ...]) -> Iterator[Running]:
     process, server = start_server(
         "bench-media-confide.log", "--max-participants", "5000",
         "--join-rate-per-address", "1000/100000", "--join-rate-per-meeting", "1000/100000",
@@ -81,13 +97,13 @@ def confide_server(cpu: int | None) -> Iterator[Running]:
 
 
 @contextmanager
-def janus(cpu: int | None, folder: Path) -> Iterator[Running]:
+def janus(wrapper: tuple[str, ...], folder: Path) -> Iterator[Running]:
     janus_server.ensure_installed()
     port = free_port(socket.SOCK_STREAM)
     rtp_start = 20000 + (os.getpid() % 200) * 100
     janus_server.write_config(folder, port, (rtp_start, rtp_start + 8000))
     server = janus_server.JanusServer(folder, port)
-    server.start(cpu)
+    server.start(wrapper)
     try:
         yield Running("janus", server.base_url, server.pid, server.media_host)
     finally:
@@ -211,7 +227,10 @@ def ramp_capacity(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    lines: list[str] = []
+    machine = results.get("machine", {})
+    priority = "SCHED_FIFO" if machine.get("server_realtime") else "normal priority"
+    lines: list[str] = [f"\neach server on core {machine.get('server_cpu')}, {priority}; "
+                        f"generator on core {machine.get('generator_cpu')}"]
     servers = results["servers"]
     for shape, by_server in results["shapes"].items():
         lines.append(f"\n{shape}")
@@ -296,13 +315,15 @@ async def _run_all(args: argparse.Namespace, say: Callable[[str], None]) -> dict
     results: dict[str, Any] = {
         "servers": args.servers, "seconds": args.seconds, "video_kbps": args.video_kbps,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "server_cpu": args.server_cpu, "generator_cpu": args.generator_cpu},
+                    "server_cpu": args.server_cpu, "generator_cpu": args.generator_cpu,
+                    "server_realtime": args.realtime},
         "shapes": {shape.name: {} for shape in shapes}, "ramp": {},
     }
     work = Path(tempfile.mkdtemp(prefix="confide-bench-"))
+    wrapper = placement(args.server_cpu, args.realtime)
     for name in args.servers:
-        with (confide_server(args.server_cpu) if name == "confide"
-              else janus(args.server_cpu, work / "janus")) as server:
+        with (confide_server(wrapper) if name == "confide"
+              else janus(wrapper, work / "janus")) as server:
             for shape in shapes:
                 say(f"{name}: {shape.name}")
                 report = await run_shape(server, shape, args.seconds, args.video_kbps)
@@ -323,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-kbps", type=int, default=1000)
     parser.add_argument("--server-cpu", type=int, default=1, help="core the server is pinned to")
     parser.add_argument("--generator-cpu", type=int, default=0)
+    parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                        help="run each server SCHED_FIFO on its core, where allowed (default)")
     parser.add_argument("--ramp-first", type=int, default=100)
     parser.add_argument("--ramp-step", type=int, default=100)
     parser.add_argument("--ramp-most", type=int, default=2000,
@@ -337,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds, args.ramp_most = min(args.seconds, 2.0), 0
     if (os.cpu_count() or 1) < 2:
         args.server_cpu = args.generator_cpu = None
+    if args.realtime and not realtime_allowed():
+        print("servers run at normal priority: chrt --fifo is not allowed here", flush=True)
+        args.realtime = False
     raise_file_limit()
     pin_generator(args.generator_cpu)
     run: Callable[[Awaitable[dict[str, Any]]], dict[str, Any]] = asyncio.run

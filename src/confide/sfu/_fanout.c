@@ -1,41 +1,65 @@
-/* The SFU's hot path in C: protect one RTP packet for many receivers and send
- * every copy with sendmmsg, one system call per batch.
+/* The SFU's hot path in C.
  *
- * Python hands over libsrtp's own srtp_protect and srtp_protect_rtcp (taken from
- * pylibsrtp, so there is
- * one libsrtp and one key schedule per session) and, per receiver, the address of
- * its srtp_t and a packed sockaddr (a third item, the session itself, only keeps
- * the srtp_t alive). confide/sfu/fanout.py holds the pure-Python
- * path that does the same thing, for machines where this does not build.
+ * fan_out: protect one RTP packet for many receivers and send every copy with
+ * sendmmsg, one system call per batch.
+ *
+ * drain: read a batch of datagrams with recvmmsg and forward, without Python,
+ * each RTP packet whose (source address, SSRC) the SFU put in its table of known
+ * routes: unprotect it, fan it out, and hand Python a short record for its
+ * bookkeeping (reception statistics, the NACK cache). Everything else (STUN, DTLS,
+ * RTCP, a stream not in the table, a sender the host has blocked) goes back to
+ * Python as it came.
+ *
+ * Python hands over libsrtp's own srtp_protect, srtp_protect_rtcp and
+ * srtp_unprotect (taken from pylibsrtp, so there is one libsrtp and one key
+ * schedule per session) and, per receiver, the address of its srtp_t and a packed
+ * sockaddr (a third item, the session itself, only keeps the srtp_t alive).
+ * confide/sfu/fanout.py holds the pure-Python path that does the same thing, for
+ * machines where this does not build.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
 #include <Python.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #define BATCH 64
 #define TRAILER 148 /* libsrtp's SRTP_MAX_TRAILER_LEN */
 #define SLOT 2304   /* the SFU's largest datagram (2048) plus the trailer, rounded up */
+#define MAX_DATAGRAM 2048 /* sfu.MAX_DATAGRAM_BYTES: larger ones go to Python, which drops them */
+#define RECEIVE_BATCH 32
 
 typedef int (*protect_fn)(void *context, void *packet, int *length);
 
-static protect_fn protect = NULL, protect_rtcp = NULL;
+static protect_fn protect = NULL, protect_rtcp = NULL, unprotect = NULL;
 static PyObject *all_sent = NULL; /* (0, 0), returned as is: most calls lose nothing */
 static unsigned char slots[BATCH][SLOT];
 static struct iovec vectors[BATCH];
 static struct mmsghdr messages[BATCH];
 
+static unsigned char inbox[RECEIVE_BATCH][SLOT];
+static struct sockaddr_storage senders[RECEIVE_BATCH];
+static struct iovec inbox_vectors[RECEIVE_BATCH];
+static struct mmsghdr inbox_messages[RECEIVE_BATCH];
+
 static PyObject *set_protect(PyObject *module, PyObject *args) {
-    PyObject *rtp, *rtcp;
-    if (!PyArg_ParseTuple(args, "OO", &rtp, &rtcp)) return NULL;
-    void *rtp_pointer = PyLong_AsVoidPtr(rtp);
-    if (rtp_pointer == NULL && PyErr_Occurred()) return NULL;
-    void *rtcp_pointer = PyLong_AsVoidPtr(rtcp);
-    if (rtcp_pointer == NULL && PyErr_Occurred()) return NULL;
-    protect = (protect_fn)rtp_pointer;
-    protect_rtcp = (protect_fn)rtcp_pointer;
+    PyObject *given[3];
+    void *pointers[3];
+    if (!PyArg_ParseTuple(args, "OOO", &given[0], &given[1], &given[2])) return NULL;
+    for (int i = 0; i < 3; i++) {
+        pointers[i] = PyLong_AsVoidPtr(given[i]);
+        if (pointers[i] == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "null function");
+            return NULL;
+        }
+    }
+    protect = (protect_fn)pointers[0];
+    protect_rtcp = (protect_fn)pointers[1];
+    unprotect = (protect_fn)pointers[2];
     Py_RETURN_NONE;
 }
 
@@ -61,6 +85,49 @@ static Py_ssize_t flush(int fd, int count) {
     return dropped;
 }
 
+/* Protect `length` bytes at `packet` for each target and send the copies;
+ * adds to *failed (could not protect) and *dropped (could not send). */
+static void send_copies(int fd, const unsigned char *packet, int length, protect_fn apply,
+                        PyObject *sequence, Py_ssize_t *failed, Py_ssize_t *dropped) {
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(sequence);
+    PyObject **items = PySequence_Fast_ITEMS(sequence);
+    int count = 0;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        PyObject *target = items[i];
+        if (!PyTuple_Check(target) || PyTuple_GET_SIZE(target) < 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(target, 1))) {
+            (*failed)++;
+            continue;
+        }
+        void *context = PyLong_AsVoidPtr(PyTuple_GET_ITEM(target, 0));
+        if (context == NULL) {
+            PyErr_Clear();
+            (*failed)++;
+            continue;
+        }
+        PyObject *address = PyTuple_GET_ITEM(target, 1);
+        unsigned char *slot = slots[count];
+        int protected_length = length;
+        memcpy(slot, packet, (size_t)length);
+        if (apply(context, slot, &protected_length) != 0) {
+            (*failed)++;
+            continue;
+        }
+        vectors[count].iov_base = slot;
+        vectors[count].iov_len = (size_t)protected_length;
+        memset(&messages[count], 0, sizeof messages[count]);
+        messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
+        messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
+        messages[count].msg_hdr.msg_iov = &vectors[count];
+        messages[count].msg_hdr.msg_iovlen = 1;
+        if (++count == BATCH) {
+            *dropped += flush(fd, count);
+            count = 0;
+        }
+    }
+    if (count > 0) *dropped += flush(fd, count);
+}
+
 static PyObject *fan_out(PyObject *module, PyObject *args) {
     int fd;
     Py_buffer packet;
@@ -83,62 +150,174 @@ static PyObject *fan_out(PyObject *module, PyObject *args) {
         PyBuffer_Release(&packet);
         return NULL;
     }
-    Py_ssize_t total = PySequence_Fast_GET_SIZE(sequence);
-    PyObject **items = PySequence_Fast_ITEMS(sequence);
     Py_ssize_t failed = 0, dropped = 0;
-    int count = 0;
-    for (Py_ssize_t i = 0; i < total; i++) {
-        PyObject *target = items[i];
-        if (!PyTuple_Check(target) || PyTuple_GET_SIZE(target) < 2 ||
-            !PyBytes_Check(PyTuple_GET_ITEM(target, 1))) {
-            failed++;
-            continue;
-        }
-        void *context = PyLong_AsVoidPtr(PyTuple_GET_ITEM(target, 0));
-        if (context == NULL) {
-            PyErr_Clear();
-            failed++;
-            continue;
-        }
-        PyObject *address = PyTuple_GET_ITEM(target, 1);
-        unsigned char *slot = slots[count];
-        int length = (int)packet.len;
-        memcpy(slot, packet.buf, (size_t)packet.len);
-        if (apply(context, slot, &length) != 0) {
-            failed++;
-            continue;
-        }
-        vectors[count].iov_base = slot;
-        vectors[count].iov_len = (size_t)length;
-        memset(&messages[count], 0, sizeof messages[count]);
-        messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
-        messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
-        messages[count].msg_hdr.msg_iov = &vectors[count];
-        messages[count].msg_hdr.msg_iovlen = 1;
-        if (++count == BATCH) {
-            dropped += flush(fd, count);
-            count = 0;
-        }
-    }
-    if (count > 0) dropped += flush(fd, count);
+    send_copies(fd, packet.buf, (int)packet.len, apply, sequence, &failed, &dropped);
     Py_DECREF(sequence);
     PyBuffer_Release(&packet);
     if (failed == 0 && dropped == 0) return Py_NewRef(all_sent);
     return Py_BuildValue("(nn)", failed, dropped);
 }
 
+/* The sender's address as Python's socket module gives it: (host, port). */
+static PyObject *address_tuple(const struct sockaddr_storage *name) {
+    char host[INET6_ADDRSTRLEN];
+    int port;
+    if (name->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)name;
+        if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host) == NULL) return NULL;
+        port = ntohs(v4->sin_port);
+    } else if (name->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)name;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host) == NULL) return NULL;
+        port = ntohs(v6->sin6_port);
+    } else {
+        PyErr_SetString(PyExc_ValueError, "unknown address family");
+        return NULL;
+    }
+    return Py_BuildValue("(si)", host, port);
+}
+
+static double monotonic_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* A route entry is (srtp_t address of the sender's inbound session, prepared
+ * targets, stream, the sender's blocked-kinds set, keep the plain packet, and
+ * anything that keeps the srtp_t alive). */
+static int route_entry_ok(PyObject *entry) {
+    return PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 5 &&
+           PyLong_Check(PyTuple_GET_ITEM(entry, 0)) &&
+           PyList_Check(PyTuple_GET_ITEM(entry, 1)) &&
+           PyAnySet_Check(PyTuple_GET_ITEM(entry, 3));
+}
+
+/* Forward one datagram by its route entry; returns the record for Python, Py_None
+ * when it did not authenticate, or NULL on a Python error. */
+static PyObject *forward_known(int fd, unsigned char *data, int length, PyObject *entry,
+                               double now, Py_ssize_t *copies, Py_ssize_t *failed,
+                               Py_ssize_t *dropped) {
+    void *context = PyLong_AsVoidPtr(PyTuple_GET_ITEM(entry, 0));
+    if (context == NULL) return NULL;
+    int plain_length = length;
+    if (unprotect(context, data, &plain_length) != 0 || plain_length < 12) Py_RETURN_NONE;
+    PyObject *targets = PyTuple_GET_ITEM(entry, 1);
+    send_copies(fd, data, plain_length, protect, targets, failed, dropped);
+    *copies += PyList_GET_SIZE(targets);
+    PyObject *plain;
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(entry, 4))) {
+        plain = PyBytes_FromStringAndSize((const char *)data, plain_length);
+        if (plain == NULL) return NULL;
+    } else {
+        plain = Py_NewRef(Py_None);
+    }
+    unsigned int sequence_number = ((unsigned int)data[2] << 8) | data[3];
+    unsigned long timestamp = ((unsigned long)data[4] << 24) | ((unsigned long)data[5] << 16) |
+                              ((unsigned long)data[6] << 8) | data[7];
+    return Py_BuildValue("(OIkiNd)", PyTuple_GET_ITEM(entry, 2), sequence_number, timestamp,
+                         plain_length, plain, now);
+}
+
+static PyObject *drain(PyObject *module, PyObject *args) {
+    int fd;
+    PyObject *routes;
+    if (!PyArg_ParseTuple(args, "iO!", &fd, &PyDict_Type, &routes)) return NULL;
+    if (protect == NULL || unprotect == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_protect has not been called");
+        return NULL;
+    }
+    for (int i = 0; i < RECEIVE_BATCH; i++) {
+        inbox_vectors[i].iov_base = inbox[i];
+        inbox_vectors[i].iov_len = SLOT - TRAILER;
+        memset(&inbox_messages[i], 0, sizeof inbox_messages[i]);
+        inbox_messages[i].msg_hdr.msg_name = &senders[i];
+        inbox_messages[i].msg_hdr.msg_namelen = sizeof senders[i];
+        inbox_messages[i].msg_hdr.msg_iov = &inbox_vectors[i];
+        inbox_messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int received = recvmmsg(fd, inbox_messages, RECEIVE_BATCH, MSG_DONTWAIT, NULL);
+    if (received < 0) received = 0; /* nothing after all, or a peer's ICMP error */
+    PyObject *records = PyList_New(0), *others = PyList_New(0);
+    if (records == NULL || others == NULL) goto error;
+    Py_ssize_t copies = 0, failed = 0, dropped = 0, unauthentic = 0;
+    unsigned char key[sizeof(struct sockaddr_storage) + 4];
+    for (int i = 0; i < received; i++) {
+        unsigned char *data = inbox[i];
+        int length = (int)inbox_messages[i].msg_len;
+        socklen_t name_length = inbox_messages[i].msg_hdr.msg_namelen;
+        double now = monotonic_now();
+        PyObject *entry = NULL;
+        int truncated = inbox_messages[i].msg_hdr.msg_flags & MSG_TRUNC;
+        if (!truncated && length >= 12 && length <= MAX_DATAGRAM && data[0] >= 128 &&
+            data[0] < 192 && !(data[1] >= 192 && data[1] <= 223) &&
+            name_length <= sizeof(struct sockaddr_storage)) {
+            memcpy(key, &senders[i], name_length);
+            memcpy(key + name_length, data + 8, 4);
+            PyObject *lookup = PyBytes_FromStringAndSize((const char *)key, name_length + 4);
+            if (lookup == NULL) goto error;
+            entry = PyDict_GetItemWithError(routes, lookup);
+            Py_DECREF(lookup);
+            if (entry == NULL && PyErr_Occurred()) goto error;
+            if (entry != NULL && (!route_entry_ok(entry) ||
+                                  PySet_GET_SIZE(PyTuple_GET_ITEM(entry, 3)) > 0))
+                entry = NULL; /* blocked by the host: Python drops what it must */
+        }
+        if (entry != NULL) {
+            Py_INCREF(entry);
+            PyObject *record = forward_known(fd, data, length, entry, now, &copies, &failed,
+                                             &dropped);
+            Py_DECREF(entry);
+            if (record == NULL) goto error;
+            if (record == Py_None) {
+                unauthentic++;
+                Py_DECREF(record);
+                continue;
+            }
+            int appended = PyList_Append(records, record);
+            Py_DECREF(record);
+            if (appended < 0) goto error;
+            continue;
+        }
+        /* A truncated datagram keeps its oversize length, for Python to drop and count. */
+        PyObject *address = address_tuple(&senders[i]);
+        if (address == NULL) {
+            PyErr_Clear();
+            unauthentic++;
+            continue;
+        }
+        PyObject *other = Py_BuildValue("(y#Nd)", (const char *)data,
+                                        (Py_ssize_t)(truncated ? SLOT - TRAILER : length),
+                                        address, now);
+        if (other == NULL) goto error;
+        int appended = PyList_Append(others, other);
+        Py_DECREF(other);
+        if (appended < 0) goto error;
+    }
+    return Py_BuildValue("(NNnnnn)", records, others, copies, failed, dropped, unauthentic);
+error:
+    Py_XDECREF(records);
+    Py_XDECREF(others);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"set_protect", set_protect, METH_VARARGS,
-     "set_protect(srtp_protect address, srtp_protect_rtcp address)"},
+     "set_protect(srtp_protect, srtp_protect_rtcp, srtp_unprotect), as addresses"},
     {"fan_out", fan_out, METH_VARARGS,
      "fan_out(fd, packet, [(srtp_t address, packed sockaddr), ...], rtcp=False)"
      " -> (failed, dropped)"},
+    {"drain", drain, METH_VARARGS,
+     "drain(fd, routes) -> (records, others, copies, failed, dropped, unauthentic): read up"
+     " to 32 datagrams and forward those with a route; records are (stream, sequence"
+     " number, timestamp, length, plain packet or None, now), others (data, (host, port),"
+     " now)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fanout",
-    "Protect one RTP packet per receiver and send the copies in batches.", -1, methods,
+    "The SFU's hot path: forward known RTP streams, protect and send copies in batches.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__fanout(void) {

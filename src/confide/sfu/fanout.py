@@ -5,6 +5,10 @@ Two ways, with the same behaviour: the C extension `_fanout` (built by pip from
 _fanout.c) protects in a loop and sends each batch with one sendmmsg call; the
 pure-Python way protects and sends one copy at a time. The C way is used when it
 was built, unless CONFIDE_PURE_PYTHON=1 is set.
+
+With C, known streams also skip Python on the way in: `learn` puts a stream's
+route in a table keyed by the sender's address and the SSRC, and `_fanout.drain`
+forwards that stream's packets by itself (see transport.py).
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ def _load_native() -> ModuleType | None:
         return None
     # _fanout.c calls libsrtp 2's `srtp_protect(ctx, buffer, int *length)`; libsrtp 3
     # changed it, and calling that through this signature would corrupt memory.
-    for name in ("srtp_protect", "srtp_protect_rtcp"):
+    names = ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect")
+    for name in names:
         if str(ffi.typeof(getattr(lib, name))) != LIBSRTP2_PROTECT:
             return None
-    _fanout.set_protect(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
-                        int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect_rtcp"))))
+    _fanout.set_protect(*(int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+                          for name in names))
     return _fanout  # type: ignore[no-any-return]
 
 
@@ -86,6 +91,8 @@ class FanOut:
         self.native = NATIVE if native is not False else None
         if native and NATIVE is None:
             raise RuntimeError("the C fan-out (_fanout) was not built")
+        self.routes: dict[bytes, tuple[object, ...]] = {}
+        """Known streams for `_fanout.drain`: packed sender address + SSRC -> entry."""
 
     def prepare(self, targets: Sequence[Target]) -> object:
         if self.native is None:
@@ -108,3 +115,24 @@ class FanOut:
             return python_fan_out(self.sock, packet, cast(list[Target], prepared), rtcp)
         result: tuple[int, int] = self.native.fan_out(self.fd, packet, prepared, rtcp)
         return result
+
+    def learn(self, address: Address, ssrc: int, inbound: pylibsrtp.Session, targets: object,
+              stream: object, blocked: set[str], keep_plain: bool) -> None:
+        """From now on `drain` forwards this sender's packets of this SSRC to `targets`
+        (a route `prepare` made) by itself. `blocked` is the sender's set of kinds the
+        host stopped, watched in place: while it is not empty, Python decides."""
+        if self.native is None:
+            return
+        from pylibsrtp._binding import ffi
+
+        try:
+            key = packed_address(self.sock.family, address) + ssrc.to_bytes(4, "big")
+        except (OSError, ValueError, struct.error):
+            return
+        context = int(ffi.cast("uintptr_t", inbound._srtp[0]))
+        self.routes[key] = (context, targets, stream, blocked, keep_plain, inbound)
+
+    def forget(self) -> None:
+        """Who receives what, or a key or address, changed: Python decides again,
+        and learns the routes anew."""
+        self.routes.clear()

@@ -6,6 +6,11 @@ is forwarded by SSRC to every subscription without reading the payload; RTCP
 is terminated here and answered (NACK from the packet cache, keyframe requests
 passed on, receiver reports and REMB made here). No sockets: `datagram_received`
 takes the bytes and `now`, and `transmit` is the one way out.
+
+A transport may forward a known stream's RTP by itself (the C fast path): the SFU
+tells it each stream's route with `learn_route`, withdraws them all with
+`forget_routes` whenever one may be stale, and hears of what it forwarded through
+`forwarded_by_transport`.
 """
 
 from __future__ import annotations
@@ -70,6 +75,11 @@ class Sfu:
         """Protects one packet for each prepared target and sends it; returns (failed,
         dropped). The transport replaces both with a batched way (fanout.py)."""
         self.on_endpoint_lost: Callable[[Endpoint, str], None] = lambda endpoint, reason: None
+        self.learn_route: Callable[[Address, int, pylibsrtp.Session, object, PublishedStream,
+                                    set[str], bool], None] = lambda *args: None
+        """(sender address, SSRC, its inbound session, prepared targets, stream, the
+        sender's blocked kinds, whether the transport must hand back the plain packet)."""
+        self.forget_routes: Callable[[], None] = lambda: None
 
     # Participants come and go (called by signalling).
 
@@ -87,6 +97,7 @@ class Sfu:
         self.endpoints_by_ufrag.pop(endpoint.ice.local_ufrag, None)
         for address in [a for a, e in self.endpoints_by_address.items() if e is endpoint]:
             del self.endpoints_by_address[address]
+        self.forget_routes()
         return had_streams
 
     def meeting_streams(self, meeting_id: str) -> list[PublishedStream]:
@@ -189,6 +200,7 @@ class Sfu:
             if kind in wanted and wanted[kind][0] == stream.ssrc:
                 continue
             changed = True
+            self.forget_routes()
             del endpoint.published[kind]
             endpoint.published_by_ssrc.pop(stream.ssrc, None)
             meeting_streams.pop(stream.id, None)
@@ -224,6 +236,7 @@ class Sfu:
             subscription.stream.route = None
         for stream, _, _ in wanted.values():
             stream.route = None
+        self.forget_routes()
         for ssrc, subscription in list(endpoint.subscriptions.items()):
             entry = wanted.get(ssrc)
             unchanged = entry is not None and entry[:2] == (subscription.stream, subscription.mid)
@@ -281,7 +294,10 @@ class Sfu:
             return
         response = endpoint.ice.handle_request(request, address, now)
         endpoint.last_packet_at = now
-        self.endpoints_by_address[address] = endpoint
+        if self.endpoints_by_address.setdefault(address, endpoint) is not endpoint:
+            # The address now belongs to someone else: no route may use the old owner's key.
+            self.endpoints_by_address[address] = endpoint
+            self.forget_routes()
         nominated = endpoint.ice.nominated_address
         if endpoint.address != nominated:
             # A few moves settle ICE; after that, one a second, so that a participant
@@ -356,8 +372,40 @@ class Sfu:
             stream.forwarded_octets += len(packet) - 12
             self.counters["rtp_forwarded"] += route.size
             self._count_fan_out(self.fan_out(packet, route.targets, False))
+            self.learn_route(address, ssrc, endpoint.srtp_in, route.targets, stream,
+                             endpoint.blocked, stream.cache is not None or bool(route.rewritten))
         for subscription in route.rewritten:
             self._forward(subscription, packet)
+
+    def forwarded_by_transport(
+        self,
+        records: list[tuple[PublishedStream, int, int, int, bytes | None, float]],
+        copies: int,
+        failed: int = 0,
+        dropped: int = 0,
+        unauthentic: int = 0,
+    ) -> None:
+        """What the transport forwarded on learned routes, as (stream, sequence number,
+        timestamp, length, plain packet if asked for, arrival time): the bookkeeping
+        `_handle_srtp` does for the packets it forwards itself. `failed` and `dropped`
+        count copies as a fan-out does; `unauthentic`, packets that did not unprotect."""
+        if records:
+            self.counters["rtp_received"] += len(records)
+            self.counters["rtp_forwarded"] += copies
+        if failed or dropped:
+            self._count_fan_out((failed, dropped))
+        if unauthentic:
+            self.counters["dropped_malformed"] += unauthentic
+        for stream, sequence_number, timestamp, length, packet, now in records:
+            stream.publisher.last_packet_at = now
+            stream.stats.add(sequence_number, timestamp, now)
+            stream.forwarded_packets += 1
+            stream.forwarded_octets += length - 12
+            if packet is not None:
+                if stream.cache is not None:
+                    stream.cache.put(sequence_number, packet)
+                for subscription in self._route(stream).rewritten:
+                    self._forward(subscription, packet)
 
     def _route(self, stream: PublishedStream) -> Route:
         if stream.route is None:
@@ -370,6 +418,7 @@ class Sfu:
         again, and no one else's do."""
         for subscription in endpoint.subscriptions.values():
             subscription.stream.route = None
+        self.forget_routes()
 
     def _count_fan_out(self, result: tuple[int, int]) -> None:
         failed, dropped = result
