@@ -300,3 +300,66 @@ async def test_rtp_from_another_address_with_a_known_ssrc_is_not_forwarded(call:
     await call.network.deliver([call.b])
     assert [rtp_sequence(p) for p in call.b.rtp] == [1]
     assert call.sfu.counters["dropped_srtp_unknown"] == 1
+
+
+def protect_any_length(browser: Browser, packet: bytes) -> bytes:
+    """SRTP as a modified client could send it: longer than pylibsrtp's 1500 bytes."""
+    from pylibsrtp._binding import ffi, lib
+
+    assert browser.srtp_tx is not None
+    buffer = ffi.new("char[]", len(packet) + 200)
+    ffi.buffer(buffer)[0:len(packet)] = packet
+    length = ffi.new("int *", len(packet))
+    assert lib.srtp_protect(browser.srtp_tx._srtp[0], buffer, length) == 0
+    return bytes(ffi.buffer(buffer)[0:length[0]])
+
+
+async def test_srtp_longer_than_python_takes_is_dropped_on_a_known_route(call: Call) -> None:
+    """Both ways draw the line at 1500 bytes, what pylibsrtp can unprotect."""
+    call.publish(camera(1))
+    await call.network.deliver([call.b])
+    long_packet = rtp_packet(CAMERA_SSRC, VP8_PT, 2, 6000, b"\x07" * 1900)
+    call.network.send(call.a, protect_any_length(call.a, long_packet))
+    call.publish(camera(3))
+    await call.network.deliver([call.b])
+    assert [rtp_sequence(p) for p in call.b.rtp] == [1, 3]
+    assert call.sfu.counters["dropped_malformed"] == 1
+
+
+async def test_a_packet_that_fails_for_one_receiver_costs_no_one_else_anything(
+        call: Call) -> None:
+    """C receives the camera under another payload type number, so it gets a copy
+    rewritten in Python, which cannot protect a packet this long. In the same
+    batch: B's consent check and more media, which must all be handled."""
+    c = call.network.open()
+    endpoint_c = call.sfu.add_endpoint("c", MEETING)
+    offer = c.offer([OfferedSection("1", "video", "recvonly", vp8_payload_type=100)])
+    answer, _ = call.sfu.negotiate(endpoint_c, offer, {"1": ("recv", "a:camera")}, 0.0)
+    c.take_answer(answer)
+    await call.network.connect(c)
+    call.publish(camera(1))
+    await call.network.deliver([call.b, c])
+    call.b.stun_responses.clear()
+    long_packet = rtp_packet(CAMERA_SSRC, VP8_PT, 2, 6000, b"\x07" * 1400)
+    call.network.send(call.a, protect_any_length(call.a, long_packet))
+    call.network.send(call.b, call.b.binding_request())
+    call.publish(camera(3))
+    call.publish(audio(1))
+    await call.network.deliver([call.b, c])
+    assert len(call.b.stun_responses) == 1
+    assert [rtp_sequence(p) for p in c.rtp] == [1, 3]
+    assert (OPUS_PT, 1) in [(p[1] & 0x7F, rtp_sequence(p)) for p in call.b.rtp]
+    assert call.endpoint_a.published["camera"].stats.received == 3
+
+
+async def test_a_move_takes_effect_for_the_packets_right_behind_it(call: Call) -> None:
+    """The consent check that moves B and A's next packets reach the server
+    together: none of those packets may go to B's old address."""
+    call.publish(audio(1))
+    await call.network.deliver([call.b])
+    call.network.move(call.b)
+    call.network.send(call.b, call.b.binding_request())
+    call.publish(audio(2))
+    call.publish(audio(3))
+    await call.network.deliver([call.b])
+    assert [rtp_sequence(p) for p in call.b.rtp] == [1, 2, 3]

@@ -30,7 +30,7 @@
 #define BATCH 64
 #define TRAILER 148 /* libsrtp's SRTP_MAX_TRAILER_LEN */
 #define SLOT 2304   /* the SFU's largest datagram (2048) plus the trailer, rounded up */
-#define MAX_DATAGRAM 2048 /* sfu.MAX_DATAGRAM_BYTES: larger ones go to Python, which drops them */
+#define MAX_SRTP 1500 /* pylibsrtp unprotects no more: larger ones go to Python, which drops them */
 #define RECEIVE_BATCH 32
 
 typedef int (*protect_fn)(void *context, void *packet, int *length);
@@ -184,29 +184,35 @@ static double monotonic_now(void) {
 }
 
 /* A route entry is (srtp_t address of the sender's inbound session, prepared
- * targets, stream, the sender's blocked-kinds set, keep the plain packet, and
- * anything that keeps the srtp_t alive). */
-static int route_entry_ok(PyObject *entry) {
-    return PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 5 &&
-           PyLong_Check(PyTuple_GET_ITEM(entry, 0)) &&
-           PyList_Check(PyTuple_GET_ITEM(entry, 1)) &&
-           PyAnySet_Check(PyTuple_GET_ITEM(entry, 3));
+ * targets, stream, the sender's blocked-kinds set, keep the plain packet (a bool),
+ * and anything that keeps the srtp_t alive). Returns the srtp_t, or NULL when the
+ * entry is not usable as one (then Python decides). */
+static void *route_context(PyObject *entry) {
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5 ||
+        !PyLong_Check(PyTuple_GET_ITEM(entry, 0)) || !PyList_Check(PyTuple_GET_ITEM(entry, 1)) ||
+        !PyAnySet_Check(PyTuple_GET_ITEM(entry, 3)) || !PyBool_Check(PyTuple_GET_ITEM(entry, 4)))
+        return NULL;
+    void *context = PyLong_AsVoidPtr(PyTuple_GET_ITEM(entry, 0));
+    if (context == NULL) PyErr_Clear();
+    return context;
 }
 
-/* Forward one datagram by its route entry; returns the record for Python, Py_None
- * when it did not authenticate, or NULL on a Python error. */
+/* Forward one datagram by its route entry. Returns the record for Python, or
+ * NULL: with *unauthentic set when the packet did not unprotect, else with a
+ * Python error (only memory) for the caller to clear. */
 static PyObject *forward_known(int fd, unsigned char *data, int length, PyObject *entry,
-                               double now, Py_ssize_t *copies, Py_ssize_t *failed,
-                               Py_ssize_t *dropped) {
-    void *context = PyLong_AsVoidPtr(PyTuple_GET_ITEM(entry, 0));
-    if (context == NULL) return NULL;
+                               void *context, double now, Py_ssize_t *copies,
+                               Py_ssize_t *failed, Py_ssize_t *dropped, int *unauthentic) {
     int plain_length = length;
-    if (unprotect(context, data, &plain_length) != 0 || plain_length < 12) Py_RETURN_NONE;
+    if (unprotect(context, data, &plain_length) != 0 || plain_length < 12) {
+        *unauthentic = 1;
+        return NULL;
+    }
     PyObject *targets = PyTuple_GET_ITEM(entry, 1);
     send_copies(fd, data, plain_length, protect, targets, failed, dropped);
     *copies += PyList_GET_SIZE(targets);
     PyObject *plain;
-    if (PyObject_IsTrue(PyTuple_GET_ITEM(entry, 4))) {
+    if (PyTuple_GET_ITEM(entry, 4) == Py_True) {
         plain = PyBytes_FromStringAndSize((const char *)data, plain_length);
         if (plain == NULL) return NULL;
     } else {
@@ -219,12 +225,61 @@ static PyObject *forward_known(int fd, unsigned char *data, int length, PyObject
                          plain_length, plain, now);
 }
 
+/* The route entry for an RTP datagram, or NULL (borrowed; NULL also on a Python
+ * error, cleared: the datagram then goes to Python). */
+static PyObject *route_of(PyObject *routes, const unsigned char *data, int length,
+                          const struct sockaddr_storage *sender, socklen_t name_length) {
+    if (length < 12 || length > MAX_SRTP || data[0] < 128 || data[0] >= 192 ||
+        (data[1] >= 192 && data[1] <= 223) || name_length > sizeof(struct sockaddr_storage))
+        return NULL;
+    unsigned char key[sizeof(struct sockaddr_storage) + 4];
+    memcpy(key, sender, name_length);
+    memcpy(key + name_length, data + 8, 4);
+    PyObject *lookup = PyBytes_FromStringAndSize((const char *)key, name_length + 4);
+    if (lookup == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *entry = PyDict_GetItemWithError(routes, lookup);
+    Py_DECREF(lookup);
+    if (entry == NULL) PyErr_Clear();
+    return entry;
+}
+
+/* Hand a datagram to Python as (data, (host, port), now); 0 if it could not be. */
+static int hand_over(PyObject *others, const unsigned char *data, Py_ssize_t length,
+                     const struct sockaddr_storage *sender, double now) {
+    PyObject *address = address_tuple(sender);
+    if (address == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *other = Py_BuildValue("(y#Nd)", (const char *)data, length, address, now);
+    if (other == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int appended = PyList_Append(others, other);
+    Py_DECREF(other);
+    if (appended < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *drain(PyObject *module, PyObject *args) {
     int fd;
     PyObject *routes;
     if (!PyArg_ParseTuple(args, "iO!", &fd, &PyDict_Type, &routes)) return NULL;
     if (protect == NULL || unprotect == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "set_protect has not been called");
+        return NULL;
+    }
+    PyObject *records = PyList_New(0), *others = PyList_New(0);
+    if (records == NULL || others == NULL) {
+        Py_XDECREF(records);
+        Py_XDECREF(others);
         return NULL;
     }
     for (int i = 0; i < RECEIVE_BATCH; i++) {
@@ -238,67 +293,49 @@ static PyObject *drain(PyObject *module, PyObject *args) {
     }
     int received = recvmmsg(fd, inbox_messages, RECEIVE_BATCH, MSG_DONTWAIT, NULL);
     if (received < 0) received = 0; /* nothing after all, or a peer's ICMP error */
-    PyObject *records = PyList_New(0), *others = PyList_New(0);
-    if (records == NULL || others == NULL) goto error;
     Py_ssize_t copies = 0, failed = 0, dropped = 0, unauthentic = 0;
-    unsigned char key[sizeof(struct sockaddr_storage) + 4];
+    /* STUN or DTLS may move an address or a key: from there on the batch goes to
+     * Python in order, so that no route is used after the change that ends it. */
+    int routes_may_change = 0;
     for (int i = 0; i < received; i++) {
         unsigned char *data = inbox[i];
         int length = (int)inbox_messages[i].msg_len;
-        socklen_t name_length = inbox_messages[i].msg_hdr.msg_namelen;
+        int truncated = inbox_messages[i].msg_hdr.msg_flags & MSG_TRUNC;
         double now = monotonic_now();
         PyObject *entry = NULL;
-        int truncated = inbox_messages[i].msg_hdr.msg_flags & MSG_TRUNC;
-        if (!truncated && length >= 12 && length <= MAX_DATAGRAM && data[0] >= 128 &&
-            data[0] < 192 && !(data[1] >= 192 && data[1] <= 223) &&
-            name_length <= sizeof(struct sockaddr_storage)) {
-            memcpy(key, &senders[i], name_length);
-            memcpy(key + name_length, data + 8, 4);
-            PyObject *lookup = PyBytes_FromStringAndSize((const char *)key, name_length + 4);
-            if (lookup == NULL) goto error;
-            entry = PyDict_GetItemWithError(routes, lookup);
-            Py_DECREF(lookup);
-            if (entry == NULL && PyErr_Occurred()) goto error;
-            if (entry != NULL && (!route_entry_ok(entry) ||
-                                  PySet_GET_SIZE(PyTuple_GET_ITEM(entry, 3)) > 0))
-                entry = NULL; /* blocked by the host: Python drops what it must */
-        }
-        if (entry != NULL) {
+        void *context = NULL;
+        if (!routes_may_change && !truncated)
+            entry = route_of(routes, data, length, &senders[i],
+                             inbox_messages[i].msg_hdr.msg_namelen);
+        /* Blocked by the host, or not a usable entry: Python drops what it must. */
+        if (entry != NULL && (context = route_context(entry)) != NULL &&
+            PySet_GET_SIZE(PyTuple_GET_ITEM(entry, 3)) == 0) {
             Py_INCREF(entry);
-            PyObject *record = forward_known(fd, data, length, entry, now, &copies, &failed,
-                                             &dropped);
+            int bad = 0;
+            PyObject *record = forward_known(fd, data, length, entry, context, now, &copies,
+                                             &failed, &dropped, &bad);
             Py_DECREF(entry);
-            if (record == NULL) goto error;
-            if (record == Py_None) {
-                unauthentic++;
-                Py_DECREF(record);
+            if (record == NULL) {
+                if (bad) unauthentic++;
+                else {
+                    PyErr_Clear();
+                    failed++;
+                }
                 continue;
             }
-            int appended = PyList_Append(records, record);
+            if (PyList_Append(records, record) < 0) {
+                PyErr_Clear();
+                failed++;
+            }
             Py_DECREF(record);
-            if (appended < 0) goto error;
             continue;
         }
+        if (length > 0 && (data[0] < 4 || (data[0] >= 20 && data[0] < 64))) routes_may_change = 1;
         /* A truncated datagram keeps its oversize length, for Python to drop and count. */
-        PyObject *address = address_tuple(&senders[i]);
-        if (address == NULL) {
-            PyErr_Clear();
-            unauthentic++;
-            continue;
-        }
-        PyObject *other = Py_BuildValue("(y#Nd)", (const char *)data,
-                                        (Py_ssize_t)(truncated ? SLOT - TRAILER : length),
-                                        address, now);
-        if (other == NULL) goto error;
-        int appended = PyList_Append(others, other);
-        Py_DECREF(other);
-        if (appended < 0) goto error;
+        if (!hand_over(others, data, truncated ? SLOT - TRAILER : length, &senders[i], now))
+            failed++;
     }
     return Py_BuildValue("(NNnnnn)", records, others, copies, failed, dropped, unauthentic);
-error:
-    Py_XDECREF(records);
-    Py_XDECREF(others);
-    return NULL;
 }
 
 static PyMethodDef methods[] = {

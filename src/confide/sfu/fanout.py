@@ -57,7 +57,7 @@ def python_fan_out(sock: socket.socket, packet: bytes, targets: Sequence[Target]
     for session, address in targets:
         try:
             data = session.protect_rtcp(packet) if rtcp else session.protect(packet)
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):  # ValueError: longer than pylibsrtp takes
             failed += 1
             continue
         try:

@@ -401,11 +401,20 @@ class Sfu:
             stream.stats.add(sequence_number, timestamp, now)
             stream.forwarded_packets += 1
             stream.forwarded_octets += length - 12
-            if packet is not None:
-                if stream.cache is not None:
-                    stream.cache.put(sequence_number, packet)
+            if packet is None:
+                continue
+            if stream.cache is not None:
+                stream.cache.put(sequence_number, packet)
+            # As in datagram_received: one packet's failure is that packet's alone.
+            try:
                 for subscription in self._route(stream).rewritten:
                     self._forward(subscription, packet)
+            except (ValueError, pylibsrtp.Error) as exc:
+                self.counters["dropped_malformed"] += 1
+                logger.debug("dropped a datagram: %s", exc)
+            except Exception:
+                self.counters["errors"] += 1
+                logger.exception("error forwarding a datagram")
 
     def _route(self, stream: PublishedStream) -> Route:
         if stream.route is None:

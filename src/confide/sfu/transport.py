@@ -96,11 +96,11 @@ class FastMediaReader:
         try:
             records, others, copies, failed, dropped, unauthentic = self.drain(
                 self.fd, self.routes)
-            self.sfu.forwarded_by_transport(records, copies, failed, dropped, unauthentic)
         except Exception:  # A bug here must not take down other participants.
             self.sfu.counters["errors"] += 1
-            logger.exception("error forwarding media")
+            logger.exception("error reading media")
             return
+        self.sfu.forwarded_by_transport(records, copies, failed, dropped, unauthentic)
         for data, address, now in others:
             self.sfu.datagram_received(data, address, now)
 
