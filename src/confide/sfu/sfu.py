@@ -391,6 +391,7 @@ class Sfu:
         count copies as a fan-out does; `unauthentic`, packets that did not unprotect."""
         if records:
             self.counters["rtp_received"] += len(records)
+            self.counters["rtp_received_fast_path"] += len(records)
             self.counters["rtp_forwarded"] += copies
         if failed or dropped:
             self._count_fan_out((failed, dropped))
