@@ -437,3 +437,42 @@ def test_fuzzed_offers_parse_or_raise_value_error() -> None:
             for codec in supported_codecs(section):
                 assert codec.key
     assert parsed > 200
+
+
+# --- Firefox's first offer -------------------------------------------------------------------
+# tests/vectors/firefox_offer.sdp is what Firefox ESR 153 sent for an audio and a camera
+# sender and an audio and a video receiver: every section after the first has port 0
+# and `a=bundle-only` (RFC 8843 section 6), which is an offer, not a rejection.
+
+FIREFOX_OFFER = (Path(__file__).parent / "vectors" / "firefox_offer.sdp").read_bytes().decode()
+
+
+def test_firefox_offer_marks_sections_after_the_first_bundle_only() -> None:
+    offer = parse_offer(FIREFOX_OFFER)
+    assert [(s.mid, s.port, s.bundle_only) for s in offer.sections] == [
+        ("0", 9, False), ("1", 0, True), ("2", 0, True), ("3", 0, True),
+    ]
+    assert offer.bundle == ["0", "1", "2", "3"]
+
+
+def test_bundle_only_sections_in_the_group_are_offered() -> None:
+    offer = parse_offer(FIREFOX_OFFER)
+    assert all(offer.is_offered(s) for s in offer.sections)
+
+
+def test_bundle_only_section_outside_the_group_is_not_offered() -> None:
+    text = replace_line(FIREFOX_OFFER, "a=group:BUNDLE 0 1 2 3", "a=group:BUNDLE 0 1 2")
+    offer = parse_offer(text)
+    assert [offer.is_offered(s) for s in offer.sections] == [True, True, True, False]
+
+
+def test_port_zero_without_bundle_only_is_not_offered(offer: SessionDescription) -> None:
+    text = replace_line(CHROME_OFFER, "m=video 9 UDP/TLS/RTP/SAVPF", "m=video 0 UDP/TLS/RTP/SAVPF")
+    parsed = parse_offer(text)
+    assert not parsed.is_offered(parsed.sections[1])
+
+
+def test_firefox_offer_gives_vp8_and_the_camera_ssrc_without_rtx() -> None:
+    camera = parse_offer(FIREFOX_OFFER).sections[1]
+    assert [(c.payload_type, c.name) for c in supported_codecs(camera)] == [(120, "vp8")]
+    assert camera.ssrcs == [3561257181]

@@ -15,6 +15,7 @@ import secrets
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pylibsrtp
 import pytest
@@ -964,3 +965,23 @@ def test_a_publication_the_meeting_does_not_allow_is_answered_inactive() -> None
     assert endpoint.refused == {"screen"}
     assert [s.kind for s in sfu.meeting_streams(MEETING)] == ["camera"]
     assert changed
+
+
+# --- Firefox ---------------------------------------------------------------------------------
+
+
+def test_firefox_first_offer_publishes_its_camera_and_accepts_every_section() -> None:
+    """Firefox's first offer has port 0 and bundle-only on all but the first section."""
+    sfu = Sfu(public_ip=PUBLIC_IP, media_port=MEDIA_PORT, media_timeout=MEDIA_TIMEOUT)
+    offer = (Path(__file__).parent / "vectors" / "firefox_offer.sdp").read_bytes().decode()
+    endpoint = sfu.add_endpoint("f", MEETING)
+    roles: dict[str, tuple[str, str | None]] = {
+        "0": ("send", "audio"), "1": ("send", "camera"), "2": ("recv", None), "3": ("recv", None),
+    }
+    answer, changed = sfu.negotiate(endpoint, offer, roles, 0.0)
+    assert changed
+    assert sorted(endpoint.published) == ["audio", "camera"]
+    assert endpoint.published["camera"].ssrc == 3561257181
+    parsed = parse_offer(answer)
+    assert [s.port for s in parsed.sections] == [9, 9, 9, 9]
+    assert parsed.bundle == ["0", "1", "2", "3"]

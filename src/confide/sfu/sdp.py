@@ -57,6 +57,9 @@ class MediaSection:
     setup: str = ""
     rtcp_mux: bool = False
     rtcp_rsize: bool = False
+    bundle_only: bool = False
+    """Port 0 with `a=bundle-only` (RFC 8843 section 6): offered, not rejected.
+    Firefox marks every section after the first this way in its first offer."""
 
 
 @dataclass
@@ -65,6 +68,14 @@ class SessionDescription:
     ice_ufrag: str = ""
     ice_pwd: str = ""
     fingerprints: list[tuple[str, str]] = field(default_factory=list)
+    bundle: list[str] = field(default_factory=list)
+    """The mids of the offer's BUNDLE group."""
+
+    def is_offered(self, section: MediaSection) -> bool:
+        """Whether a section is live: a non-zero port, or bundle-only within the group."""
+        if section.port != 0:
+            return True
+        return section.bundle_only and bool(section.mid) and section.mid in self.bundle
 
     @property
     def remote_ufrag(self) -> str:
@@ -152,8 +163,14 @@ def parse_offer(text: str) -> SessionDescription:
                 current.fingerprints.append(fingerprint)
             else:
                 session.fingerprints.append(fingerprint)
+        elif name == "group" and current is None:
+            semantics, _, mids = arg.partition(" ")
+            if semantics == "BUNDLE" and not session.bundle:
+                session.bundle = [_token(mid, "BUNDLE mid") for mid in mids.split()]
         elif current is None:
             continue
+        elif name == "bundle-only":
+            current.bundle_only = True
         elif name == "mid":
             current.mid = _token(arg, "mid")
         elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):

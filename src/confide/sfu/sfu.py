@@ -134,7 +134,7 @@ class Sfu:
             if (
                 role is None
                 or not section.mid
-                or section.port == 0
+                or not offer.is_offered(section)
                 or not section.rtcp_mux
                 or not codecs
             ):
