@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
+from .firefox import FirefoxBrowser, VirtualDisplay
+from .netns import Namespace
 from .participant import CHROMIUM_ARGS, Server
 
 
@@ -36,34 +37,41 @@ def start_server(
     launcher: tuple[str, ...] = ("confide.cli",),
     env: dict[str, str] | None = None,
     wrapper: tuple[str, ...] = (),
+    host: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], Server]:
     """Runs `confide serve` on free ports (or the given TCP and UDP ports).
 
     `launcher` is the module to run and its leading arguments, e.g. the capturing
     server of tests/e2e/capturing_server.py. `wrapper` comes before the Python
     command, e.g. `taskset -c 1` (which execs, so the pid stays the server's).
+    With `host`, the server listens there with a self-signed certificate, as on a
+    LAN, for browsers in another network namespace.
     """
     ARTIFACTS.mkdir(exist_ok=True)
     port, media_port = ports or (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
     log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
+    if host:
+        extra = ("--host", host, "--public-ip", host, "--self-signed", *extra)
     process = subprocess.Popen(
         [*wrapper, sys.executable, "-m", *launcher, "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
-    base_url = f"http://localhost:{port}"
+    base_url = f"https://{host}:{port}" if host else f"http://localhost:{port}"
+    server = Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name,
+                    self_signed=bool(host))
     deadline = time.monotonic() + 20
     while True:
         try:
-            urllib.request.urlopen(base_url + "/metrics", timeout=1).read()
+            server.metrics()
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise RuntimeError(f"confide serve did not start; see {log.name}") from None
             time.sleep(0.1)
-    return process, Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name)
+    return process, server
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +94,35 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     launched = playwright_instance.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     yield launched
     launched.close()
+
+
+@pytest.fixture(scope="session")
+def other_host() -> Iterator[Namespace]:
+    """A second host on this machine, for browsers that do not pair loopback."""
+    namespace = Namespace.create()
+    yield namespace
+    namespace.close()
+
+
+@pytest.fixture(scope="session")
+def lan_server(other_host: Namespace) -> Iterator[Server]:
+    """A server as on a LAN: on the veth address, HTTPS with a self-signed certificate."""
+    process, running = start_server("lan-server.log", host=other_host.host_address)
+    yield running
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def firefox(other_host: Namespace) -> Iterator[FirefoxBrowser]:
+    """Debian's Firefox ESR, in the other host, on a virtual screen it can share."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    display = VirtualDisplay()
+    launched = FirefoxBrowser(ARTIFACTS / "firefox-driver.log", prefix=other_host.prefix,
+                              display=display.name)
+    yield launched
+    launched.close()
+    display.close()
 
 
 @pytest.fixture

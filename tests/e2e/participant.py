@@ -1,13 +1,16 @@
 """A person in a browser: opens a link, types a name, joins, and looks at the page.
 
-Everything here goes through the page as a person would (labels, buttons), and
+Everything here goes through the page as a person would (fields, buttons), and
 reads what the page shows (tiles, playing videos, chat). Live media is judged by
-the video elements' size and advancing time, and by the receiver's audio energy.
+frames decoded for each video tile, and by the receiver's audio energy. `Person`
+is the same in every browser; `Participant` is Chromium through Playwright, and
+`firefox.FirefoxParticipant` is Firefox through its driver.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -31,14 +34,26 @@ class Server:
     base_url: str
     media_port: int
     log_path: Path
+    self_signed: bool = False
+    """Serves HTTPS with a certificate made at startup (`--self-signed`)."""
 
     def metrics(self) -> dict[str, int]:
-        text = urllib.request.urlopen(self.base_url + "/metrics", timeout=5).read().decode()
+        text = urllib.request.urlopen(
+            self.base_url + "/metrics", timeout=5, context=self.tls_context()).read().decode()
         values: dict[str, int] = {}
         for line in text.splitlines():
             name, _, value = line.rpartition(" ")
             values[name] = int(value)
         return values
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """For our own self-signed server: the tests know whose certificate it is."""
+        if not self.self_signed:
+            return None
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 # Copies every key the page hands its frame worker, so the test can check frames.
@@ -54,15 +69,31 @@ RECORD_KEYS = """(() => {
   };
 })();"""
 
-# Reads every remote video on the page: who it belongs to, its size, its clock.
-REMOTE_VIDEOS_JS = """() => [...document.querySelectorAll('.tile[data-participant-id] video')]
-  .filter((v) => !v.closest('.tile').classList.contains('self'))
-  .map((v) => ({
-    participant: v.closest('.tile').dataset.participantId,
-    kind: v.dataset.kind || 'camera',
-    width: v.videoWidth,
-    time: v.currentTime,
-  }))"""
+# Every remote video on the page: whose it is, its size, and the frames its
+# receiver has decoded (inbound-rtp framesDecoded): a video plays when that rises.
+REMOTE_VIDEOS_JS = """async () => {
+  const pc = window.confideClient && window.confideClient.peerConnection;
+  const receivers = pc ? pc.getReceivers() : [];
+  const found = [];
+  for (const v of document.querySelectorAll('.tile[data-participant-id] video')) {
+    if (v.closest('.tile').classList.contains('self')) continue;
+    const track = v.srcObject && v.srcObject.getVideoTracks()[0];
+    const receiver = track && receivers.find((r) => r.track === track);
+    let frames = 0;
+    if (receiver) {
+      (await receiver.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp') frames = Math.max(frames, s.framesDecoded || 0);
+      });
+    }
+    found.push({
+      participant: v.closest('.tile').dataset.participantId,
+      kind: v.dataset.kind || 'camera',
+      width: v.videoWidth,
+      frames,
+    });
+  }
+  return found;
+}"""
 
 # Per remote audio stream: packets received and the decoded audio energy.
 AUDIO_STATS_JS = """async () => {
@@ -79,7 +110,7 @@ AUDIO_STATS_JS = """async () => {
 }"""
 
 
-HOSTS: dict[str, Participant] = {}
+HOSTS: dict[str, Person] = {}
 """Who created (and so hosts) each meeting the tests made, by meeting id."""
 
 
@@ -87,72 +118,135 @@ def meeting_id_of(link: str) -> str:
     return link.split("/m/", 1)[1].split("#", 1)[0]
 
 
-class Participant:
-    def __init__(self, browser: Browser, server: Server, name: str) -> None:
-        self.server = server
-        self.name = name
-        self.context = browser.new_context(viewport={"width": 1280, "height": 720})
-        self.page: Page = self.context.new_page()
-        self.console: list[str] = []
-        self.page.on("console", lambda message: self.console.append(message.text))
+class Person:
+    """What a person does in a meeting page and what they see there, in any browser.
+
+    Subclasses give the page primitives: go to a URL, click, fill and wait for a
+    CSS selector, and evaluate a JS function's source in the page.
+    """
+
+    server: Server
+    name: str
+
+    # --- page primitives, per browser --------------------------------------------------------
+
+    def goto(self, url: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, function: str, arg: Any = None) -> Any:
+        raise NotImplementedError
+
+    def click(self, selector: str) -> None:
+        raise NotImplementedError
+
+    def fill(self, selector: str, text: str) -> None:
+        raise NotImplementedError
+
+    def wait_for(self, selector: str, timeout: float = 20) -> None:
+        raise NotImplementedError
+
+    def wait_for_meeting_page(self, timeout: float = 20) -> None:
+        """Wait until the page is at a meeting link, /m/<id>#<secret>."""
+        deadline = time.monotonic() + timeout
+        while "/m/" not in self.url or "#" not in self.url:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: not at a meeting link: {self.url}")
+            time.sleep(0.1)
+
+    def screenshot(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def attribute(self, selector: str, name: str) -> str | None:
+        value = self.evaluate(
+            "([selector, name]) => document.querySelector(selector)?.getAttribute(name) ?? null",
+            [selector, name])
+        return None if value is None else str(value)
+
+    def text(self, selector: str) -> str:
+        return str(self.evaluate(
+            "(selector) => document.querySelector(selector)?.innerText ?? ''", selector))
+
+    # --- what a person does ------------------------------------------------------------------
 
     def create_meeting(self) -> str:
         """Start a meeting from the start page's button; returns the full link."""
-        self.page.goto(self.server.base_url + "/")
-        self.page.get_by_role("button", name="New meeting").click()
-        self.page.wait_for_url("**/m/**#*")
-        HOSTS[meeting_id_of(self.page.url)] = self
-        return self.page.url
+        self.goto(self.server.base_url + "/")
+        self.click("#new-meeting")
+        self.wait_for_meeting_page()
+        HOSTS[meeting_id_of(self.url)] = self
+        return self.url
 
     def open(self, link: str) -> None:
-        self.page.goto(link)
+        self.goto(link)
 
     def join(self, link: str | None = None, wait_connected: bool = True) -> None:
         if link is not None:
             self.open(link)
-        self.page.get_by_label("Your name").fill(self.name)
-        self.page.locator("#join").click()
+        self.fill("#name", self.name)
+        self.click("#join")
         if wait_connected:
-            self.page.wait_for_selector(
-                "#status[data-status='connected'], #status[data-status='lobby']", timeout=20_000)
-            if self.page.locator("#status").get_attribute("data-status") == "lobby":
-                host = HOSTS[meeting_id_of(self.page.url)]
+            self.wait_for(
+                "#status[data-status='connected'], #status[data-status='lobby']", timeout=20)
+            if self.attribute("#status", "data-status") == "lobby":
+                host = HOSTS[meeting_id_of(self.url)]
                 host.admit(self.name)
             self.wait_for_status("connected")
 
     def open_panel(self, which: str) -> None:
         """Open the side panel on 'chat' or 'participants', if it is not already."""
-        button = self.page.locator(f"#toggle-{which}")
-        if button.get_attribute("aria-pressed") != "true":
-            button.click()
+        if self.attribute(f"#toggle-{which}", "aria-pressed") != "true":
+            self.click(f"#toggle-{which}")
 
     def client_call(self, method: str, *args: object) -> object:
         """Call a method of this page's MeetingClient, as its UI would."""
-        return self.page.evaluate(
+        return self.evaluate(
             "([method, args]) => window.confideClient[method](...args)", [method, list(args)])
 
     def admit(self, name: str) -> None:
         """As the host: let the person of this name in from the lobby."""
         self.open_panel("participants")
-        knock = self.page.locator("#lobby-list li", has_text=name).first
-        knock.locator(".admit").click()
+        selector = "#lobby-list li[data-lobby-id]"
+        deadline = time.monotonic() + 20
+        while True:
+            lobby_id = self.evaluate(
+                "([selector, name]) => [...document.querySelectorAll(selector)]"
+                ".find((li) => li.innerText.includes(name))?.dataset.lobbyId ?? null",
+                [selector, name])
+            if lobby_id:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} sees nobody called {name} in the lobby")
+            time.sleep(0.1)
+        self.click(f'#lobby-list li[data-lobby-id="{lobby_id}"] .admit')
 
     def wait_for_status(self, status: str, timeout: float = 20) -> None:
-        self.page.wait_for_selector(f"#status[data-status='{status}']", timeout=timeout * 1000)
+        self.wait_for(f"#status[data-status='{status}']", timeout=timeout)
 
     @property
     def status_text(self) -> str:
-        return self.page.locator("#status").inner_text()
+        return self.text("#status")
+
+    @property
+    def security_code(self) -> str:
+        """The code the chip shows, once the chip says the meeting is end-to-end encrypted."""
+        return str(self.evaluate("() => window.confideClient.securityCode"))
 
     @property
     def self_id(self) -> str:
-        return str(self.page.evaluate("() => window.confideClient.selfId"))
+        return str(self.evaluate("() => window.confideClient.selfId"))
 
     def remote_videos(self) -> list[dict[str, Any]]:
-        return list(self.page.evaluate(REMOTE_VIDEOS_JS))
+        return list(self.evaluate(REMOTE_VIDEOS_JS))
 
     def playing_remote_videos(self, kind: str = "camera") -> set[str]:
-        """Participants whose remote video of this kind has frames and moving time."""
+        """Participants whose remote video of this kind shows frames, more each moment."""
         before = {(v["participant"], v["kind"]): v for v in self.remote_videos()}
         time.sleep(0.8)
         playing = set()
@@ -162,7 +256,7 @@ class Participant:
                 video["kind"] == kind
                 and earlier is not None
                 and video["width"] > 0
-                and video["time"] > earlier["time"]
+                and video["frames"] > earlier["frames"]
             ):
                 playing.add(video["participant"])
         return playing
@@ -181,7 +275,7 @@ class Participant:
         )
 
     def audio_stats(self) -> list[dict[str, Any]]:
-        return list(self.page.evaluate(AUDIO_STATS_JS))
+        return list(self.evaluate(AUDIO_STATS_JS))
 
     def wait_for_audio_from(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
         """Wait until `count` remote audio streams carry decoded sound."""
@@ -195,19 +289,59 @@ class Participant:
         raise AssertionError(f"{self.name} hears {stats}, expected {count} audio streams")
 
     def tile_ids(self) -> set[str]:
-        return set(self.page.evaluate(
+        return set(self.evaluate(
             "() => [...document.querySelectorAll('.tile[data-participant-id]:not(.self)')]"
             ".map((t) => t.dataset.participantId)"
         ))
 
     def send_chat(self, text: str) -> None:
-        if not self.page.locator("#chat-input").is_visible():
-            self.page.locator("#toggle-chat").click()
-        self.page.locator("#chat-input").fill(text)
-        self.page.locator("#chat-send").click()
+        self.open_panel("chat")
+        self.fill("#chat-input", text)
+        self.click("#chat-send")
 
     def chat_texts(self) -> list[str]:
-        return list(self.page.locator("#chat-messages .chat-message").all_inner_texts())
+        return list(self.evaluate(
+            "() => [...document.querySelectorAll('#chat-messages .chat-message')]"
+            ".map((m) => m.innerText)"))
+
+
+class Participant(Person):
+    """A person in Chromium, driven by Playwright; `page` is theirs for anything else."""
+
+    def __init__(self, browser: Browser, server: Server, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.context = browser.new_context(
+            viewport={"width": 1280, "height": 720}, ignore_https_errors=server.self_signed)
+        self.page: Page = self.context.new_page()
+        self.console: list[str] = []
+        self.page.on("console", lambda message: self.console.append(message.text))
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url)
+
+    @property
+    def url(self) -> str:
+        return self.page.url
+
+    def evaluate(self, function: str, arg: Any = None) -> Any:
+        return self.page.evaluate(function, arg)
+
+    def click(self, selector: str) -> None:
+        self.page.locator(selector).click()
+
+    def fill(self, selector: str, text: str) -> None:
+        self.page.locator(selector).fill(text)
+
+    def wait_for(self, selector: str, timeout: float = 20) -> None:
+        self.page.wait_for_selector(selector, timeout=timeout * 1000)
+
+    def wait_for_meeting_page(self, timeout: float = 20) -> None:
+        # Playwright learns of navigations only while it is called, not while we sleep.
+        self.page.wait_for_url("**/m/**#*", timeout=timeout * 1000)
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path))
 
     def close(self) -> None:
         self.context.close()
