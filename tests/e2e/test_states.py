@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
 from playwright.sync_api import Browser
@@ -78,3 +79,38 @@ def test_refused_camera_is_explained_and_joining_still_works(
     host.page.wait_for_selector(f".tile[data-participant-id='{shy.self_id}'].camera-off")
     host.close()
     shy.close()
+
+
+def test_alone_the_chip_shows_a_security_code(browser: Browser, server: Server) -> None:
+    alice = Participant(browser, server, "Alice")
+    alice.create_meeting()
+    alice.join()
+    alice.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+    assert re.fullmatch(r"End-to-end encrypted · security code (\d\d ){5}\d\d",
+                        alice.text("#encryption-text"))
+    alice.close()
+
+
+# The page's frame worker never gets its send key, so it sends no frames at all.
+WITHHOLD_SEND_KEY = """(() => {
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (message, ...rest) {
+    if (message && message.type === 'send-key') return undefined;
+    return post.call(this, message, ...rest);
+  };
+})();"""
+
+
+def test_chip_waits_for_media_rather_than_claim_encryption_when_none_arrives(
+    browser: Browser, server: Server
+) -> None:
+    alice = Participant(browser, server, "Alice")
+    link = alice.create_meeting()
+    alice.join()
+    silent = Participant(browser, server, "Silent")
+    silent.context.add_init_script(WITHHOLD_SEND_KEY)
+    silent.join(link)
+    chip = alice.page.locator("#encryption[data-state='pending']")
+    chip.get_by_text("Waiting for media from Silent").wait_for(timeout=15_000)
+    alice.close()
+    silent.close()

@@ -718,9 +718,10 @@ function renderHostActions(participant) {
 /**
  * The chip says "End-to-end encrypted" only while every received stream decrypts
  * and every sent frame is encrypted; the worker drops a frame rather than send it clear.
- * @param {{endToEnd: boolean, failing: string[], unverified: string[], sent: number, dropped: number}} status
+ * Until a stream's first frame has decrypted, it says whose media it waits for.
+ * @param {{endToEnd: boolean, failing: string[], waiting: string[], unverified: string[], sent: number, dropped: number}} status
  */
-function renderEncryption({ endToEnd, failing, unverified }) {
+function renderEncryption({ endToEnd, failing, waiting, unverified }) {
   const chip = byId('encryption');
   const text = byId('encryption-text');
   const code = state.client?.securityCode ?? '';
@@ -739,6 +740,9 @@ function renderEncryption({ endToEnd, failing, unverified }) {
   } else if (stateName === 'failing') {
     text.textContent = `Cannot decrypt ${names.join(', ')}`;
     chip.title = 'Frames from these people fail to decrypt and are not shown';
+  } else if (waiting.length) {
+    text.textContent = `Waiting for media from ${[...new Set(waiting.map(nameOf))].join(', ')}`;
+    chip.title = 'Nothing has arrived from them yet to decrypt';
   } else {
     text.textContent = 'Setting up encryption…';
     chip.title = 'Exchanging keys';

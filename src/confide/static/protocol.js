@@ -323,6 +323,8 @@ export class MeetingClient {
         this.policy = message.policy ?? this.policy;
         this.onpolicy();
         for (const p of message.participants) await this._addParticipant(p);
+        // Alone, too: the code covers this browser's own identity key.
+        await this._updateSecurityCode();
         for (const knock of message.lobby ?? []) await this._knock(knock.id, knock.profile);
         await this._startSending();
         this._createPeerConnection();
@@ -523,12 +525,18 @@ export class MeetingClient {
   _onWorkerStats(stats) {
     if (!this.peerConnection) return;
     const failing = [];
+    const waiting = [];
     let receivedOk = true;
     const previous = this._lastStats?.receiving ?? {};
     for (const slot of this._receiving) {
       if (!slot.shown) continue;
       const now = stats.receiving[slot.slot];
       const before = previous[slot.slot] ?? { decrypted: 0, failed: 0 };
+      // Nothing decrypted yet from a stream on show: nothing to call encrypted yet either.
+      if (!now?.decrypted && !now?.failed) {
+        waiting.push(slot.shown.participant);
+        receivedOk = false;
+      }
       if (!now) continue;
       const failed = now.failed - before.failed;
       const decrypted = now.decrypted - before.decrypted;
@@ -541,7 +549,7 @@ export class MeetingClient {
     const unverified = [...this.participants.entries()].filter(([, p]) => !p.peer).map(([id]) => id);
     this.onencryption({
       endToEnd: receivedOk && unverified.length === 0 && Boolean(this._sendKey.length),
-      failing: [...new Set(failing)], unverified,
+      failing: [...new Set(failing)], waiting: [...new Set(waiting)], unverified,
       sent: stats.sending.encrypted, dropped: stats.sending.dropped });
   }
   _createPeerConnection() {
