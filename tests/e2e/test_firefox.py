@@ -89,3 +89,83 @@ def test_two_chromium_pages_and_firefox_see_hear_and_read_each_other(
         assert time.monotonic() < deadline, (fritz.chat_texts(), alice.chat_texts())
         time.sleep(0.2)
     fritz.screenshot(artifacts / "firefox-mixed-meeting.png")
+
+
+def wait_until(check: object, what: str, timeout: float = 15) -> None:
+    """Poll `check()` (a callable) until it is true."""
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_firefox_host_admits_mutes_and_removes_and_a_firefox_guest_leaves_and_rejoins(
+    browser: Browser, firefox: FirefoxBrowser, lan_server: Server, people: list[Person],
+) -> None:
+    fritz = firefox_person(firefox, lan_server, "Fritz", people)
+    link = fritz.create_meeting()
+    fritz.join()
+
+    # A Chromium guest waits in the lobby until the Firefox host lets them in.
+    chloe = chromium(browser, lan_server, "Chloe", people)
+    chloe.join(link, wait_connected=False)
+    chloe.wait_for_status("lobby")
+    assert "Waiting for the host" in chloe.status_text
+    fritz.admit("Chloe")
+    chloe.wait_for_status("connected")
+
+    # A second Firefox page, admitted the same way: Firefox to Firefox too.
+    frieda = firefox_person(firefox, lan_server, "Frieda", people)
+    frieda.join(link, wait_connected=False)
+    frieda.wait_for_status("lobby")
+    fritz.admit("Frieda")
+    frieda.wait_for_status("connected")
+    everyone: list[Person] = [fritz, chloe, frieda]
+    ids = {p.name: p.self_id for p in everyone}
+    for person in everyone:
+        person.wait_for_playing({i for name, i in ids.items() if name != person.name})
+    wait_for_equal_codes(everyone)
+
+    # The host's signed mute reaches the Chromium guest, whose page honours it.
+    fritz.open_panel("participants")
+    fritz.click(f"#participant-list li[data-participant-id='{ids['Chloe']}'] .host-mute")
+    chloe.page.get_by_text("muted you").wait_for(timeout=10_000)
+    assert chloe.attribute("#toggle-mic", "data-state") == "off"
+
+    # Frieda leaves: her tile goes from the others' pages; she rejoins and is back.
+    frieda.click("#leave")
+    frieda.wait_for("#left:not([hidden])")
+    for person in (fritz, chloe):
+        wait_until(lambda p=person: ids["Frieda"] not in p.tile_ids(), "Frieda's tile to go")
+    frieda.click("#rejoin")
+    frieda.wait_for("#status[data-status='connected'], #status[data-status='lobby']")
+    if frieda.attribute("#status", "data-status") == "lobby":
+        fritz.admit("Frieda")
+    frieda.wait_for_status("connected")
+    frieda_again = frieda.self_id
+    frieda.wait_for_playing({ids["Fritz"], ids["Chloe"]})
+    fritz.wait_for_playing({ids["Chloe"], frieda_again})
+    wait_for_equal_codes(everyone)
+
+    # The host removes Chloe: her page says so, and she is gone from the others'.
+    fritz.click(f"#participant-list li[data-participant-id='{ids['Chloe']}'] .host-remove")
+    chloe.page.get_by_text("removed you").first.wait_for(timeout=10_000)
+    wait_until(lambda: ids["Chloe"] not in frieda.tile_ids(), "Chloe's tile to go")
+    wait_for_equal_codes([fritz, frieda])
+
+
+def test_firefox_shares_its_screen_and_chromium_sees_it(
+    browser: Browser, firefox: FirefoxBrowser, lan_server: Server, people: list[Person],
+    artifacts: Path,
+) -> None:
+    fritz = firefox_person(firefox, lan_server, "Fritz", people)
+    link = fritz.create_meeting()
+    fritz.join()
+    chloe = chromium(browser, lan_server, "Chloe", people)
+    chloe.join(link)
+    fritz.click("#toggle-screen")
+    fritz.wait_for("#toggle-screen[data-state='on']")
+    chloe.wait_for_playing({fritz.self_id}, kind="screen")
+    chloe.wait_for_playing({fritz.self_id}, kind="camera")
+    chloe.screenshot(artifacts / "chromium-sees-firefox-screen.png")
+    fritz.screenshot(artifacts / "firefox-sharing-screen.png")

@@ -71,10 +71,21 @@ const operations = {
     const { page } = pageOf(request);
     return await page.evaluate(`(${request.fn})(${JSON.stringify(request.arg ?? null)})`);
   },
-  // Locators wait until the element is there, visible and still, as Playwright's do.
+  // Wait until the element is there and visible, then click its middle as a person
+  // would; a page that re-renders it meanwhile gets the new one.
   async click(request) {
-    await pageOf(request).page.locator(request.selector).setTimeout(request.wait_ms ?? 20000).click();
-    return null;
+    const { page } = pageOf(request);
+    const deadline = Date.now() + (request.wait_ms ?? 20000);
+    for (;;) {
+      try {
+        const element = await page.waitForSelector(request.selector,
+          { visible: true, timeout: Math.max(1, deadline - Date.now()) });
+        await element.click();
+        return null;
+      } catch (error) {
+        if (Date.now() >= deadline || !/detached|not clickable|not visible/i.test(String(error))) throw error;
+      }
+    }
   },
   async fill(request) {
     await pageOf(request).page.locator(request.selector).setTimeout(request.wait_ms ?? 20000)

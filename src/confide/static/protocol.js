@@ -532,8 +532,11 @@ export class MeetingClient {
       if (!slot.shown) continue;
       const now = stats.receiving[slot.slot];
       const before = previous[slot.slot] ?? { decrypted: 0, failed: 0 };
-      // Nothing decrypted yet from a stream on show: nothing to call encrypted yet either.
-      if (!now?.decrypted && !now?.failed) {
+      // Nothing decrypted yet from a stream on show: nothing to call encrypted yet either,
+      // unless its sender says it is off (a muted microphone sends nothing through the SFU).
+      const media = this.participants.get(slot.shown.participant)?.media;
+      const announcedOn = !media || /** @type {Record<string, boolean>} */ (media)[slot.shown.kind] !== false;
+      if (!now?.decrypted && !now?.failed && announcedOn) {
         waiting.push(slot.shown.participant);
         receivedOk = false;
       }
