@@ -57,7 +57,13 @@ def vp8_descriptor_length(payload: bytes) -> int:
     return length
 
 
-def read_frames(capture_dir: Path, audio_payload_type: int = 111) -> list[Frame]:
+OPUS_PAYLOAD_TYPES = frozenset({111, 109})
+"""Opus as Chromium (111) and Firefox (109) number it in their offers."""
+
+
+def read_frames(
+    capture_dir: Path, audio_payload_types: frozenset[int] = OPUS_PAYLOAD_TYPES
+) -> list[Frame]:
     """Every complete audio and video frame the server received, in arrival order."""
     packets: dict[tuple[str, int], dict[int, tuple[float, RtpHeader, bytes]]] = defaultdict(dict)
     for line in (capture_dir / "media.jsonl").read_text().splitlines():
@@ -75,7 +81,7 @@ def read_frames(capture_dir: Path, audio_payload_type: int = 111) -> list[Frame]
     frames: list[Frame] = []
     for (sender, _ssrc), by_sequence in packets.items():
         ordered = [by_sequence[s] for s in sorted(by_sequence)]
-        if ordered and ordered[0][1].payload_type == audio_payload_type:
+        if ordered and ordered[0][1].payload_type in audio_payload_types:
             frames += [Frame(sender, "audio", t, payload) for t, _, payload in ordered]
             continue
         parts: list[bytes] = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -56,6 +58,19 @@ class Namespace:
 
     def run(self, *command: str) -> None:
         subprocess.run([*self.prefix, *command], check=True, capture_output=True)
+
+    @contextmanager
+    def blocking_udp_to(self, port: int) -> Iterator[None]:
+        """While inside, this host's UDP to `port` is dropped, as by a firewall."""
+        self.run("nft", "add", "table", "inet", "confide_block")
+        self.run("nft", "add", "chain", "inet", "confide_block", "out",
+                 "{ type filter hook output priority 0 ; }")
+        self.run("nft", "add", "rule", "inet", "confide_block", "out",
+                 "udp", "dport", str(port), "drop")
+        try:
+            yield
+        finally:
+            self.run("nft", "delete", "table", "inet", "confide_block")
 
     def close(self) -> None:
         for link in self._links:

@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
+from .capture import read_all_bytes, read_frames
+from .conftest import start_server
 from .firefox import FirefoxBrowser, FirefoxParticipant
-from .participant import Participant, Person, Server
+from .netns import Namespace
+from .participant import RECORD_KEYS, Participant, Person, Server
+from .test_e2ee import frame_kid, opens
 
 
 @pytest.fixture
@@ -169,3 +173,75 @@ def test_firefox_shares_its_screen_and_chromium_sees_it(
     chloe.wait_for_playing({fritz.self_id}, kind="camera")
     chloe.screenshot(artifacts / "chromium-sees-firefox-screen.png")
     fritz.screenshot(artifacts / "firefox-sharing-screen.png")
+
+
+def send_keys(person: Person) -> list[tuple[int, bytes]]:
+    """Every (KID, key) the person's page gave its frame worker to send with."""
+    return [(r["kid"], bytes(r["key"])) for r in person.evaluate("() => window.__sendKeys")]
+
+
+FIREFOX_NAME = "Friedrich Wolkenstein"
+FIREFOX_CHAT = "the Rotterdam shipment is delayed"
+
+
+def test_what_the_server_receives_from_firefox_opens_only_with_its_senders_key(
+    browser: Browser, firefox: FirefoxBrowser, other_host: Namespace, people: list[Person],
+    tmp_path: Path,
+) -> None:
+    process, server = start_server(
+        "capturing-lan-server.log", launcher=("tests.e2e.capturing_server", str(tmp_path)),
+        host=other_host.host_address)
+    try:
+        fritz = firefox_person(firefox, server, FIREFOX_NAME, people)
+        fritz.page.add_init_script(RECORD_KEYS)
+        link = fritz.create_meeting()
+        fritz.join()
+        chloe = chromium(browser, server, "Chloe", people)
+        chloe.context.add_init_script(RECORD_KEYS)
+        chloe.join(link)
+        fritz_id = fritz.self_id
+        chloe.wait_for_playing({fritz_id})
+        chloe.wait_for_audio_from(1)
+        fritz.send_chat(FIREFOX_CHAT)
+        chloe.open_panel("chat")
+        wait_until(lambda: any(FIREFOX_CHAT in t for t in chloe.chat_texts()), "the chat")
+        read_at = time.time()
+        fritz_keys, chloe_keys = send_keys(fritz), send_keys(chloe)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    frames = [f for f in read_frames(tmp_path) if f.sender == fritz_id and f.time < read_at]
+    assert len([f for f in frames if f.kind == "video"]) > 50
+    assert len([f for f in frames if f.kind == "audio"]) > 100
+    for frame in frames:
+        kid = frame_kid(frame)
+        own = [key for k, key in fritz_keys if k == kid]
+        assert own, f"a Firefox frame with KID {kid} under no key its sender used"
+        assert opens(frame, kid, own[-1]), "a Firefox frame is not SFrame under its sender's key"
+        assert not any(opens(frame, kid, key) for _, key in chloe_keys)
+    seen = read_all_bytes(tmp_path) + server.log_path.read_bytes()
+    for needle in (FIREFOX_NAME, "Wolkenstein", FIREFOX_CHAT, "Rotterdam"):
+        assert needle.encode() not in seen, f"{needle!r} reached the server"
+
+
+def test_firefox_shows_reconnecting_while_its_network_drops_media_then_connected(
+    browser: Browser, firefox: FirefoxBrowser, other_host: Namespace, lan_server: Server,
+    people: list[Person],
+) -> None:
+    chloe = chromium(browser, lan_server, "Chloe", people)
+    link = chloe.create_meeting()
+    chloe.join()
+    fritz = firefox_person(firefox, lan_server, "Fritz", people)
+    fritz.join(link)
+    fritz.wait_for_playing({chloe.self_id})
+    with other_host.blocking_udp_to(lan_server.media_port):
+        fritz.wait_for_status("reconnecting", timeout=30)
+        assert "reconnecting" in fritz.status_text.lower()
+        # Nothing is sent or received: the chip claims no encryption meanwhile.
+        assert fritz.attribute("#encryption", "data-state") == "pending"
+        assert fritz.text("#encryption-text") == "Not connected: nothing is sent or received"
+    fritz.wait_for_status("connected", timeout=30)
+    fritz.wait_for("#encryption[data-state='e2ee']")
+    fritz.wait_for_playing({chloe.self_id})
+    chloe.wait_for_playing({fritz.self_id})

@@ -167,6 +167,9 @@ function initStartPage() {
 // Meeting page state
 
 const state = {
+  /** The client's last word on encryption, shown again when the connection changes. */
+  /** @type {Parameters<typeof renderEncryption>[0] | null} */
+  encryption: null,
   /** @type {{ meetingId: string, linkSecret: string } | null} */
   link: null,
   /** @type {MeetingClient | null} */
@@ -516,6 +519,7 @@ async function enterMeeting() {
   setStatus('connecting');
   ensureAudioContext();
 
+  state.encryption = null;
   const client = new MeetingClient(state.link);
   state.client = client;
   // Reachable from the console for diagnostics, and from the browser tests.
@@ -582,7 +586,11 @@ function wireClient(client) {
     state.link = parseMeetingLink(location);
     showToast('The meeting link changed: share the new one, the old link no longer works', 6000);
   };
-  client.onencryption = (status) => live() && renderEncryption(status);
+  client.onencryption = (status) => {
+    if (!live()) return;
+    state.encryption = status;
+    renderEncryption(status);
+  };
   client.onsecurityalert = (alert) => live() && showSecurityAlert(alert);
 }
 
@@ -727,7 +735,10 @@ function renderEncryption({ endToEnd, failing, waiting, unverified }) {
   const code = state.client?.securityCode ?? '';
   const nameOf = (/** @type {string} */ id) => state.participants.get(id)?.name ?? 'someone';
   const names = failing.map(nameOf);
-  const stateName = failing.length || unverified.length ? 'failing' : endToEnd ? 'e2ee' : 'pending';
+  // Disconnected, nothing is sent or received: too little to call anything encrypted.
+  const connected = byId('status').dataset.status === 'connected';
+  const stateName = failing.length || unverified.length ? 'failing'
+    : endToEnd && connected ? 'e2ee' : 'pending';
   chip.dataset.state = stateName;
   chip.classList.toggle('pending', stateName === 'pending');
   chip.classList.toggle('failing', stateName === 'failing');
@@ -740,6 +751,9 @@ function renderEncryption({ endToEnd, failing, waiting, unverified }) {
   } else if (stateName === 'failing') {
     text.textContent = `Cannot decrypt ${names.join(', ')}`;
     chip.title = 'Frames from these people fail to decrypt and are not shown';
+  } else if (!connected) {
+    text.textContent = 'Not connected: nothing is sent or received';
+    chip.title = 'Encryption resumes with the connection';
   } else if (waiting.length) {
     text.textContent = `Waiting for media from ${[...new Set(waiting.map(nameOf))].join(', ')}`;
     chip.title = 'Nothing has arrived from them yet to decrypt';
@@ -948,6 +962,15 @@ function setStatus(status, text) {
 function onStatus(status, detail) {
   syncSelfId();
   byId('lobby-card').hidden = status !== 'lobby';
+  renderStatus(status, detail);
+  if (state.encryption) renderEncryption(state.encryption);
+}
+
+/**
+ * @param {string} status
+ * @param {string} [detail]
+ */
+function renderStatus(status, detail) {
   if (status === 'connected') {
     state.lastErrorCode = null;
     setStatus('connected');
