@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 from tests.e2e.capture import read_frames  # noqa: E402
-from tests.e2e.conftest import start_server  # noqa: E402
 from tests.e2e.participant import CHROMIUM_ARGS, Participant  # noqa: E402
+from tests.e2e.server_process import start_server  # noqa: E402
 
 from confide.e2ee.sframe import decode_header  # noqa: E402
 

@@ -44,7 +44,7 @@ from bench.loadgen.run import (
     raise_file_limit,
 )
 from bench.proc import cpu_seconds, resident_bytes
-from tests.e2e.conftest import free_port, start_server
+from tests.e2e.server_process import free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSS_LIMIT = 0.001

@@ -12,8 +12,8 @@ import pytest
 from bench.loadgen.measure import Result, receiver_result
 from bench.loadgen.peer import Received
 from bench.loadgen.run import Impairment, format_report, run_meeting
-from tests.e2e.conftest import start_server
 from tests.e2e.participant import Server
+from tests.e2e.server_process import start_server
 
 
 @pytest.fixture(scope="module")

@@ -985,3 +985,33 @@ def test_firefox_first_offer_publishes_its_camera_and_accepts_every_section() ->
     parsed = parse_offer(answer)
     assert [s.port for s in parsed.sections] == [9, 9, 9, 9]
     assert parsed.bundle == ["0", "1", "2", "3"]
+
+
+# A fatal handshake_failure alert in epoch 0, as anyone who can send from a
+# participant's address could forge it, and records framed wrong in three ways.
+FORGED_ALERT = bytes.fromhex("15fefd" "0000" "000000000009" "0002" "0228")
+BROKEN_RECORDS = [
+    bytes.fromhex("16fefd" "0000" "00000000000a" "00ff") + b"\x01" * 10,  # longer than sent
+    bytes.fromhex("17fefd" "0000" "00000000000b" "0004") + b"abcd",  # app data in epoch 0
+    bytes.fromhex("16fefd" "0007" "00000000000c" "0004") + b"abcd",  # an epoch never reached
+]
+
+
+@pytest.mark.parametrize("forged", [FORGED_ALERT, *BROKEN_RECORDS])
+def test_a_forged_record_in_the_middle_of_the_handshake_does_not_end_it(forged: bytes) -> None:
+    meeting = set_up_meeting(connect=False)
+    network, a = meeting.network, meeting.a
+    network.browsers[a.address] = a
+    network.send(a, a.binding_request(), 0.5)
+    network.deliver()
+    for datagram in a.dtls_flight():  # the ClientHello: the server now waits for more
+        network.send(a, datagram, 0.5)
+    network.send(a, forged, 0.5)
+    network.deliver()
+    network.connect(a, 0.6)
+    network.connect(meeting.b, 0.6)
+    assert a.handshake_done
+    assert meeting.endpoint_a.srtp_in is not None
+    assert meeting.lost == []
+    assert meeting.sfu.counters["dropped_dtls_bad_record"] == 1
+    assert_a_to_b_still_works(meeting, 1.0)

@@ -1,14 +1,11 @@
-"""Browser tests: a real `confide serve` process and Debian's Chromium with fake
-camera, microphone and screen, driven by Playwright. Media goes over real UDP on
-loopback."""
+"""Browser tests: a real `confide serve` process, Debian's Chromium with fake
+camera, microphone and screen driven by Playwright, and Debian's Firefox ESR in a
+network namespace of its own. Media goes over real UDP: on loopback for Chromium,
+over a veth pair for Firefox."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,60 +15,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 from .firefox import FirefoxBrowser, VirtualDisplay
 from .netns import Namespace
 from .participant import CHROMIUM_ARGS, Server
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-def start_server(
-    log_name: str,
-    *extra: str,
-    ports: tuple[int, int] | None = None,
-    launcher: tuple[str, ...] = ("confide.cli",),
-    env: dict[str, str] | None = None,
-    wrapper: tuple[str, ...] = (),
-    host: str | None = None,
-) -> tuple[subprocess.Popen[bytes], Server]:
-    """Runs `confide serve` on free ports (or the given TCP and UDP ports).
-
-    `launcher` is the module to run and its leading arguments, e.g. the capturing
-    server of tests/e2e/capturing_server.py. `wrapper` comes before the Python
-    command, e.g. `taskset -c 1` (which execs, so the pid stays the server's).
-    With `host`, the server listens there with a self-signed certificate, as on a
-    LAN, for browsers in another network namespace.
-    """
-    ARTIFACTS.mkdir(exist_ok=True)
-    port, media_port = ports or (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
-    log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
-    if host:
-        extra = ("--host", host, "--public-ip", host, "--self-signed", *extra)
-    process = subprocess.Popen(
-        [*wrapper, sys.executable, "-m", *launcher, "serve", "--port", str(port),
-         "--media-port", str(media_port), *extra],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
-    base_url = f"https://{host}:{port}" if host else f"http://localhost:{port}"
-    server = Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name,
-                    self_signed=bool(host))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            server.metrics()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"confide serve did not start; see {log.name}") from None
-            time.sleep(0.1)
-    return process, server
+from .server_process import ARTIFACTS, start_server
 
 
 @pytest.fixture(scope="session")

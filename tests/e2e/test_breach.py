@@ -39,8 +39,8 @@ from confide.e2ee.link import (
 from confide.e2ee.sframe import derive_key_salt
 from confide.rooms.meeting import join_challenge
 
-from .conftest import start_server
 from .participant import RECORD_KEYS, Participant, Server
+from .server_process import start_server
 
 NAMES = ["Philippa Okonkwo-Brandt", "Teodoro Villanueva", "Marguerite Solberg"]
 CHAT = ["the source inside the ministry is Kestrel", "meet at the Wexford depot"]

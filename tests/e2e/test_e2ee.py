@@ -24,8 +24,8 @@ from confide.e2ee.keys import ratchet
 from confide.e2ee.sframe import SFrameReceiver, decode_header
 
 from .capture import Frame, read_all_bytes, read_frames, read_signalling
-from .conftest import start_server
 from .participant import RECORD_KEYS, Participant
+from .server_process import start_server
 
 NAMES = ["Anneliese Vandersloot", "Bartholomew Quill", "Cordelia Oyelaran", "Desmond Achterberg"]
 CHAT = ["the merger closes on the fourteenth", "ask Priya about the Lagos office"]

@@ -15,10 +15,10 @@ import pytest
 from playwright.sync_api import Browser
 
 from .capture import read_all_bytes, read_frames
-from .conftest import start_server
 from .firefox import FirefoxBrowser, FirefoxParticipant
 from .netns import Namespace
 from .participant import RECORD_KEYS, Participant, Person, Server
+from .server_process import start_server
 from .test_e2ee import frame_kid, opens
 
 

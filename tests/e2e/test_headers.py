@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 
 from confide.web.tls import fingerprint
 
-from .conftest import ARTIFACTS, ROOT, free_port, start_server
+from .server_process import ARTIFACTS, ROOT, free_port, start_server
 
 T = TypeVar("T")
 STATIC_DIR = ROOT / "src" / "confide" / "static"

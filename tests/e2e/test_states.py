@@ -7,8 +7,8 @@ from urllib.parse import urlparse
 
 from playwright.sync_api import Browser
 
-from .conftest import start_server
 from .participant import Participant, Server
+from .server_process import start_server
 
 
 def test_closing_the_tab_removes_the_tile_within_five_seconds(

@@ -11,8 +11,8 @@ from typing import Any
 
 from playwright.sync_api import Browser
 
-from .conftest import free_port, start_server
 from .participant import Participant, Server
+from .server_process import free_port, start_server
 
 ICE_SERVERS_JS = "() => window.confideClient.peerConnection.getConfiguration().iceServers"
 

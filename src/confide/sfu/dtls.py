@@ -27,6 +27,43 @@ SRTP_PROFILES = {
 }
 
 
+DTLS_CONTENT_TYPES = {20, 21, 22, 23}
+"""change_cipher_spec, alert, handshake, application_data (RFC 6347 section 4.1)."""
+ALERT = 21
+APPLICATION_DATA = 23
+RECORD_HEADER_BYTES = 13
+
+
+class DtlsRecordRejected(ValueError):
+    """A datagram dropped before it reached the handshake: the session goes on."""
+
+
+def check_handshake_datagram(data: bytes) -> None:
+    """Raise DtlsRecordRejected unless every record in a datagram could be part of
+    a client's handshake: well framed, DTLS, epoch 0 or 1, and no alert.
+
+    Anyone who can send from a participant's address could otherwise end its
+    handshake with one forged alert or malformed record. A real client's alert
+    during the handshake is dropped too; its handshake then times out instead.
+    """
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < RECORD_HEADER_BYTES:
+            raise DtlsRecordRejected("DTLS record header is cut short")
+        content_type, major = data[offset], data[offset + 1]
+        epoch = int.from_bytes(data[offset + 3 : offset + 5], "big")
+        length = int.from_bytes(data[offset + 11 : offset + 13], "big")
+        if content_type not in DTLS_CONTENT_TYPES or major != 0xFE:
+            raise DtlsRecordRejected("not a DTLS record")
+        if epoch > 1 or (epoch == 0 and content_type == APPLICATION_DATA):
+            raise DtlsRecordRejected("DTLS record from an epoch the handshake has not reached")
+        if content_type == ALERT:
+            raise DtlsRecordRejected("DTLS alert during the handshake")
+        offset += RECORD_HEADER_BYTES + length
+        if offset > len(data):
+            raise DtlsRecordRejected("DTLS record is longer than its datagram")
+
+
 @dataclass(frozen=True)
 class SrtpKeys:
     profile: int
@@ -92,10 +129,13 @@ class DtlsServerSession:
         """Feed one DTLS datagram; returns the datagrams to send back.
 
         Raises ValueError if the handshake fails or the peer is not who its
-        offer said.
+        offer said, and DtlsRecordRejected (after which the session goes on) for
+        a datagram that cannot be part of the handshake.
         """
         if len(data) > MAX_DTLS_RECORD_BYTES:
-            raise ValueError("DTLS datagram is too long")
+            raise DtlsRecordRejected("DTLS datagram is too long")
+        if self.keys is None:
+            check_handshake_datagram(data)
         self.connection.bio_write(data)
         try:
             if self.keys is None:

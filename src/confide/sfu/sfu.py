@@ -24,7 +24,7 @@ from typing import cast
 import pylibsrtp
 
 from .bwe import IDLE_BITRATE
-from .dtls import DtlsCertificate, DtlsServerSession
+from .dtls import DtlsCertificate, DtlsRecordRejected, DtlsServerSession
 from .endpoint import Endpoint
 from .ice import is_unicast_source, parse_stun, stun_username
 from .router import PublishedStream, Route, Subscription, payload_type_map
@@ -317,6 +317,10 @@ class Sfu:
             return
         try:
             replies = endpoint.dtls.receive(data)
+        except DtlsRecordRejected:
+            # Forged or broken, and not the handshake's: the handshake goes on.
+            self.counters["dropped_dtls_bad_record"] += 1
+            return
         except ValueError:
             # A failed handshake ends this participant's media, no one else's.
             self.on_endpoint_lost(endpoint, "dtls-failed")
