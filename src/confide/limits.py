@@ -26,13 +26,14 @@ class TokenBucket:
         if self.tokens < 0:
             self.tokens = self.burst
 
-    def take(self, now: float) -> bool:
-        """Take one token if there is one; False means the event is over the limit."""
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Take `cost` tokens (one per event, or one per byte) if there are that many;
+        False means the event is over the limit."""
         self.tokens = min(self.burst, self.tokens + (now - self.updated_at) * self.rate)
         self.updated_at = now
-        if self.tokens < 1:
+        if self.tokens < cost:
             return False
-        self.tokens -= 1
+        self.tokens -= cost
         return True
 
     def full(self, now: float) -> bool:

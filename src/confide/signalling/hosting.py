@@ -4,7 +4,6 @@ them). Mixed into `Hub`, whose sessions and messaging it uses."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import secrets
@@ -142,8 +141,7 @@ class HostPowers:
         await self._send(session, last_message)
         session.closed = True
         reason = str(last_message.get("code", last_message["type"])).encode()
-        asyncio.get_running_loop().create_task(
-            session.socket.close(code=CLOSE_REFUSED, message=reason))
+        session.outbox.close_after_sending(CLOSE_REFUSED, reason)
 
     async def _end(self, meeting: Meeting) -> None:
         everyone = [*self.sessions.get(meeting.id, {}).values(),

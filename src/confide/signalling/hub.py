@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import logging
 import time
 from collections import Counter
@@ -41,11 +43,13 @@ from .messages import (
     RemoteProtocolError,
     parse_client_message,
 )
+from .outbox import CLOSE_TIMEOUT, Outbox
 from .session import (
     CLOSE_GONE,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_RATE_LIMITED,
     CLOSE_REFUSED,
+    CLOSE_TOO_SLOW,
     FATAL_CODES,
     MAX_INVALID_IN_A_ROW,
     Session,
@@ -84,7 +88,7 @@ class Hub(HostPowers):
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE_BYTES)
         await socket.prepare(request)
-        session = Session(socket=socket, address=request.remote or "")
+        session = Session(socket=socket, outbox=Outbox(socket), address=request.remote or "")
         await self._send(session, {
             "type": "challenge",
             "nonce": base64.urlsafe_b64encode(session.nonce).decode("ascii").rstrip("="),
@@ -95,7 +99,9 @@ class Hub(HostPowers):
                     await self._refuse(session, RemoteProtocolError(
                         "bad-message", "frames must be JSON text", fatal=True))
                     break
-                if not session.messages.take(time.monotonic()):
+                now = time.monotonic()
+                if not (session.messages.take(now)
+                        and session.message_bytes.take(now, len(frame.data))):
                     self.counters["message_rate_limited"] += 1
                     await self._refuse(session, RemoteProtocolError(
                         "rate-limited", "too many messages: the connection was closed", fatal=True))
@@ -104,7 +110,12 @@ class Hub(HostPowers):
                 if session.closed:
                     break
         finally:
-            await self._depart(session, "left")
+            # A socket that closed without a goodbye (or stopped answering pings) is
+            # a lost connection, not someone who chose to leave.
+            await self._depart(session, "left" if session.said_goodbye else "disconnected")
+            # A last error or goodbye still queued goes out before the handler ends.
+            session.outbox.close_after_sending(WSCloseCode.OK, b"")
+            await session.outbox.finished()
         return socket
 
     async def _receive(self, session: Session, text: str) -> None:
@@ -133,7 +144,7 @@ class Hub(HostPowers):
             code = CLOSE_REFUSED if error.fatal else CLOSE_PROTOCOL_ERROR
             if error.code == "rate-limited":
                 code = CLOSE_RATE_LIMITED
-            await session.socket.close(code=code, message=error.code.encode())
+            session.outbox.close_after_sending(code, error.code.encode())
             session.closed = True
 
     async def _handle(self, session: Session, message: object) -> None:
@@ -144,7 +155,7 @@ class Hub(HostPowers):
             await self._send(session, {"type": "pong"})
             return
         if isinstance(message, Leave):
-            session.closed = True
+            session.closed = session.said_goodbye = True
             return
         if session.participant is None or session.meeting is None or session.endpoint is None:
             waiting = "wait until the host lets you in" if session.lobby_id else "send hello first"
@@ -275,13 +286,14 @@ class Hub(HostPowers):
             })
 
     async def _send(self, session: Session, message: dict[str, Any]) -> None:
-        if session.socket.closed:
+        """Queue a message for one socket; never waits for the receiver to read it."""
+        if session.socket.closed or session.closed:
             return
-        try:
-            await session.socket.send_json(message)
-        except (ConnectionError, RuntimeError):
-            # The other end is gone; its own handler cleans up.
-            pass
+        if not session.outbox.put(json.dumps(message)):
+            # This receiver stopped reading: let it go, not the meeting it holds back.
+            self.counters["send_queue_overflow"] += 1
+            session.closed = True
+            asyncio.get_running_loop().create_task(self._drop(session, "too-slow"))
 
     async def _broadcast(
         self, meeting_id: str, message: dict[str, Any], exclude: str | None
@@ -298,7 +310,11 @@ class Hub(HostPowers):
 
     async def _drop(self, session: Session, reason: str) -> None:
         await self._depart(session, reason)
-        await session.socket.close(code=CLOSE_GONE, message=reason.encode())
+        session.outbox.abandon()
+        code = CLOSE_TOO_SLOW if reason == "too-slow" else CLOSE_GONE
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(
+                session.socket.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
 
     async def _depart(self, session: Session, reason: str) -> None:
         """Take a participant out of its meeting (or its lobby), once, and tell the others."""
@@ -329,6 +345,14 @@ class Hub(HostPowers):
             await self._tell_lobby(meeting)
 
     async def close_all(self) -> None:
-        for members in list(self.sessions.values()):
-            for session in list(members.values()):
-                await session.socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        """Close every socket at once with GOING_AWAY; a stuck one cannot hold up the rest."""
+        everyone = [session for group in (*self.sessions.values(), *self.lobbies.values())
+                    for session in group.values()]
+
+        async def close(session: Session) -> None:
+            session.outbox.abandon()
+            with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+                await asyncio.wait_for(session.socket.close(
+                    code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), CLOSE_TIMEOUT)
+
+        await asyncio.gather(*(close(session) for session in everyone))

@@ -14,14 +14,19 @@ from ..limits import TokenBucket
 from ..rooms.meeting import Meeting, Participant
 from ..rooms.moderation import Moderation
 from ..sfu.endpoint import Endpoint
+from .outbox import Outbox
 
 MAX_INVALID_IN_A_ROW = 5
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4410
 CLOSE_RATE_LIMITED = 4429
+CLOSE_TOO_SLOW = 4408
+"""The client stopped reading what the meeting sent it."""
 MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
 """Messages per second a client may send; the burst covers rekeying a large meeting."""
+MESSAGE_BYTES_RATE, MESSAGE_BYTES_BURST = 512 * 1024.0, 4 * 1024 * 1024.0
+"""Bytes per second a client may send: what it sends, the server copies to everyone."""
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
                "meeting-ended", "bad-host-proof"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
@@ -30,6 +35,8 @@ BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "sc
 @dataclass(eq=False)
 class Session:
     socket: web.WebSocketResponse
+    outbox: Outbox
+    """Everything sent to this socket goes through here, written by its own task."""
     address: str = ""
     """The client's address, only to rate-limit join attempts; never logged or kept."""
     meeting: Meeting | None = None
@@ -41,10 +48,14 @@ class Session:
     """Their opaque profile, kept while they wait in the lobby."""
     invalid_in_a_row: int = 0
     closed: bool = False
+    said_goodbye: bool = False
+    """The client sent `leave` before its socket closed."""
     nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     """The join challenge's nonce for this connection."""
     messages: TokenBucket = field(default_factory=lambda: TokenBucket(
         MESSAGE_RATE, MESSAGE_BURST, updated_at=time.monotonic()))
+    message_bytes: TokenBucket = field(default_factory=lambda: TokenBucket(
+        MESSAGE_BYTES_RATE, MESSAGE_BYTES_BURST, updated_at=time.monotonic()))
 
 
 def participant_json(participant: Participant, moderation: Moderation) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""No participant and no stranger can hurt a meeting: each attack runs on a real
+server, over loopback, beside a normal meeting whose signalling must keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from bench.loadgen.signalling import Meeting, b64url, b64url_decode, create_meeting
+from tests.e2e.participant import Server
+from tests.e2e.server_process import start_server
+
+from confide.e2ee.link import derive_join_key
+from confide.rooms.meeting import join_challenge
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    process, running = start_server("abuse-server.log")
+    yield running
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def hello_for(meeting: Meeting, nonce: str, profile: str = "member") -> dict[str, Any]:
+    key = derive_join_key(meeting.link_secret, meeting.meeting_id)
+    proof = key.sign(join_challenge(meeting.meeting_id, b64url_decode(nonce)))
+    return {"type": "hello", "version": 1, "meeting": meeting.meeting_id,
+            "proof": b64url(proof), "profile": profile}
+
+
+class Member:
+    """A well-behaved participant at the protocol level, reading everything it is sent."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, you: str) -> None:
+        self.ws = ws
+        self.you = you
+        self.received: list[dict[str, Any]] = []
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def join(cls, http: aiohttp.ClientSession, server: Server, meeting: Meeting) -> Member:
+        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+        challenge = await ws.receive_json()
+        await ws.send_json(hello_for(meeting, challenge["nonce"]))
+        welcome = await ws.receive_json()
+        assert welcome["type"] == "welcome", welcome
+        return cls(ws, welcome["you"])
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.received.append(json.loads(message.data))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.received if m["type"] == kind]
+
+    async def wait_for(self, check: Any, what: str, timeout: float = 20) -> None:
+        async def poll() -> None:
+            while not check():
+                await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(poll(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}") from None
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+
+class NonReader:
+    """Joins over a bare socket with a tiny receive buffer, then never reads again."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def join(cls, server: Server, meeting: Meeting) -> NonReader:
+        host, port = server.base_url.split("//", 1)[1].split(":")
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", int(port)))
+        reader, writer = await asyncio.open_connection(sock=raw)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        await reader.readuntil(b"\r\n\r\n")
+        self = cls(reader, writer)
+        challenge = json.loads(await self._frame())
+        self._send(json.dumps(hello_for(meeting, challenge["nonce"], "non-reader")))
+        welcome = json.loads(await self._frame())
+        assert welcome["type"] == "welcome", welcome
+        return self
+
+    async def _frame(self) -> str:
+        first, second = await self.reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await self.reader.readexactly(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+        return (await self.reader.readexactly(length)).decode()
+
+    def _send(self, text: str) -> None:
+        data, mask = text.encode(), os.urandom(4)
+        header = bytes([0x81]) + (bytes([0x80 | 126]) + struct.pack("!H", len(data))
+                                  if len(data) >= 126 else bytes([0x80 | len(data)]))
+        self.writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+CHAT_BODY = "x" * 16000  # opaque ciphertext to the server, as real chat is
+CHATS_PER_SECOND = 20
+"""Per talker: well within the server's message and byte rates for one client."""
+
+
+async def test_a_participant_who_stops_reading_slows_nobody_and_is_let_go(
+    server: Server,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        meeting = await create_meeting(http, server.base_url)
+        talkers = [await Member.join(http, server, meeting) for _ in range(3)]
+        listener = await Member.join(http, server, meeting)
+        stalled = await NonReader.join(server, meeting)
+        # Let go when its queue overflows, or earlier when it stops answering pings.
+        let_go = lambda: any(m.get("reason") in ("too-slow", "disconnected")  # noqa: E731
+                             for m in listener.of_type("left"))
+        try:
+            # Talk, at a pace anyone who reads keeps up with, until the one who does
+            # not has more waiting than its kernel buffers and its queue can hold.
+            sent = 0
+            for _ in range(CHATS_PER_SECOND * 30):
+                if let_go():
+                    break
+                for talker in talkers:
+                    await talker.ws.send_json({"type": "chat", "body": CHAT_BODY})
+                sent += len(talkers)
+                await asyncio.sleep(1 / CHATS_PER_SECOND)
+            assert let_go(), "the participant who stopped reading was never let go"
+            # Everything reached the one who reads, and the meeting goes on.
+            await listener.wait_for(lambda: len(listener.of_type("chat")) == sent,
+                                    f"all {sent} chat messages at the listener")
+            for talker in talkers:
+                assert len(talker.of_type("left")) == 1
+            assert server.metrics()["confide_participants"] == len(talkers) + 1  # no ghost
+            await listener.ws.send_json({"type": "chat", "body": "still here"})
+            await talkers[0].wait_for(lambda: any(m.get("body") == "still here"
+                                                  for m in talkers[0].of_type("chat")),
+                                      "a later chat")
+        finally:
+            stalled.close()
+            for member in (*talkers, listener):
+                await member.close()
