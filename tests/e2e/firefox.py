@@ -30,7 +30,7 @@ class FirefoxBrowser:
     """One Firefox process; each `new_page` is a private browser context."""
 
     def __init__(self, log_path: Path, prefix: tuple[str, ...] = (),
-                 display: str | None = None) -> None:
+                 display: str | None = None, prefs: dict[str, Any] | None = None) -> None:
         """`prefix` runs the driver, e.g. inside a network namespace; with an X
         `display` Firefox runs on it (and can share its screen), else headless."""
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
@@ -45,7 +45,8 @@ class FirefoxBrowser:
         self._lock = threading.Lock()
         self._next_id = 0
         self.version = str(self.call(
-            "launch", executable=FIREFOX, headless=display is None, timeout=90))
+            "launch", executable=FIREFOX, headless=display is None, prefs=prefs or {},
+            timeout=90))
 
     def call(self, op: str, timeout: float = 60, **params: Any) -> Any:
         """Run one operation in the driver and return its value."""

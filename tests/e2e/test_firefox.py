@@ -245,3 +245,26 @@ def test_firefox_shows_reconnecting_while_its_network_drops_media_then_connected
     fritz.wait_for("#encryption[data-state='e2ee']")
     fritz.wait_for_playing({chloe.self_id})
     chloe.wait_for_playing({fritz.self_id})
+
+
+def test_firefox_at_a_loopback_server_is_told_why_no_media_flows(
+    browser: Browser, server: Server, people: list[Person], artifacts: Path,
+) -> None:
+    """Firefox by default sends no media to 127.0.0.1 (its `ice.loopback` pref is off)."""
+    firefox = FirefoxBrowser(artifacts / "firefox-loopback-driver.log",
+                             prefs={"media.peerconnection.ice.loopback": False})
+    try:
+        alice = chromium(browser, server, "Alice", people)
+        link = alice.create_meeting()
+        alice.join()
+        fritz = FirefoxParticipant(firefox, server, "Fritz")
+        fritz.join(link, wait_connected=False)
+        fritz.wait_for_status("lobby")
+        alice.admit("Fritz")
+        # Not a rejoin loop back into the lobby: the page stops and says why.
+        fritz.wait_for_status("failed", timeout=60)
+        assert "loopback" in fritz.text("#left-detail")
+        assert "network address" in fritz.text("#left-detail")
+        fritz.screenshot(artifacts / "firefox-loopback.png")
+    finally:
+        firefox.close()

@@ -573,7 +573,12 @@ export class MeetingClient {
       const state = pc.connectionState;
       if (state === 'connected') this.onstatus('connected', 'Connected');
       else if (state === 'disconnected') this.onstatus('reconnecting', 'Media interrupted: reconnecting…');
-      else if (state === 'failed') {
+      else if (state === 'failed' && onlyLoopback(pc.remoteDescription?.sdp ?? '')) {
+        // Trying again cannot help: say why, rather than rejoin for ever.
+        this._fatal = true;
+        this.onerror({ code: 'media-unreachable', message: LOOPBACK_UNREACHABLE, fatal: true });
+        this._socket?.close();
+      } else if (state === 'failed') {
         this.onstatus('reconnecting', 'Media connection failed: reconnecting…');
         // Start over with a fresh session; the server drops the old one.
         this._socket?.close();
@@ -914,6 +919,15 @@ export class MeetingClient {
     this._teardown();
     this.onstatus('ended', 'You left the meeting');
   }
+}
+
+const LOOPBACK_UNREACHABLE = 'Media cannot reach the server at its loopback address. Some browsers, '
+  + 'Firefox among them, send no media to 127.0.0.1: open the meeting at the server\'s network address';
+
+/** Whether every ICE candidate in an SDP is a loopback address. @param {string} sdp */
+function onlyLoopback(sdp) {
+  const addresses = [...sdp.matchAll(/^a=candidate:\S+ \d+ \S+ \d+ (\S+) /gm)].map((m) => m[1]);
+  return addresses.length > 0 && addresses.every((a) => /^127\./.test(a) || a === '::1');
 }
 
 /** @param {Uint8Array} bytes */
