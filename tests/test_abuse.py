@@ -165,3 +165,39 @@ async def test_a_participant_who_stops_reading_slows_nobody_and_is_let_go(
             stalled.close()
             for member in (*talkers, listener):
                 await member.close()
+
+
+async def bad_hello(http: aiohttp.ClientSession, server: Server, meeting_id: str) -> str:
+    """A stranger who knows only the meeting id tries to join; returns the error code."""
+    ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+    await ws.receive_json()  # the challenge, which they cannot sign
+    await ws.send_json({"type": "hello", "version": 1, "meeting": meeting_id,
+                        "proof": b64url(bytes(64)), "profile": "stranger"})
+    reply = await ws.receive_json()
+    await ws.close()
+    return str(reply.get("code"))
+
+
+def from_address(address: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+
+
+async def test_strangers_with_the_meeting_id_cannot_use_up_its_join_budget(
+    server: Server,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        meeting = await create_meeting(http, server.base_url)
+        # From three addresses, more wrong proofs than the meeting's whole burst (100).
+        codes: list[str] = []
+        for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            async with from_address(address) as stranger:
+                for _ in range(60):
+                    codes.append(await bad_hello(stranger, server, meeting.meeting_id))
+        assert set(codes) == {"bad-token"}, set(codes)
+        # Each address has spent its own budget, and only that.
+        async with from_address("127.0.0.2") as stranger:
+            assert await bad_hello(stranger, server, meeting.meeting_id) == "rate-limited"
+        # The invited still get in.
+        members = [await Member.join(http, server, meeting) for _ in range(5)]
+        for member in members:
+            await member.close()

@@ -197,13 +197,18 @@ class Hub(HostPowers):
         if session.participant is not None or session.lobby_id is not None:
             raise RemoteProtocolError("bad-message", "already joined")
         now = time.monotonic()
-        if not (self.joins_by_address.allow(session.address, now)
-                and self.joins_by_meeting.allow(hello.meeting, now)):
+        too_many = RemoteProtocolError(
+            "rate-limited", "too many attempts to join: wait a minute", fatal=True)
+        if not self.joins_by_address.allow(session.address, now):
             self.counters["join_rate_limited"] += 1
-            raise RemoteProtocolError(
-                "rate-limited", "too many attempts to join: wait a minute", fatal=True)
+            raise too_many
         meeting = self.directory.get(hello.meeting)
         meeting.check_proof(session.nonce, hello.proof)
+        # Only a proven join spends the meeting's budget: a stranger who knows the
+        # meeting id alone cannot use it up and lock the invited out.
+        if not self.joins_by_meeting.allow(hello.meeting, now):
+            self.counters["join_rate_limited"] += 1
+            raise too_many
         is_host = meeting.is_host_proof(session.nonce, hello.host_proof)
         moderation = meeting.moderation
         if moderation.ended:
