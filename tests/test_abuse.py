@@ -179,7 +179,8 @@ async def bad_hello(http: aiohttp.ClientSession, server: Server, meeting_id: str
 
 
 def from_address(address: str) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0))
 
 
 async def test_strangers_with_the_meeting_id_cannot_use_up_its_join_budget(
@@ -201,3 +202,57 @@ async def test_strangers_with_the_meeting_id_cannot_use_up_its_join_budget(
         members = [await Member.join(http, server, meeting) for _ in range(5)]
         for member in members:
             await member.close()
+
+
+async def test_a_socket_that_never_says_hello_is_closed(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        meeting = await create_meeting(http, server.base_url)
+        member = await Member.join(http, server, meeting)
+        silent = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+        assert (await silent.receive_json())["type"] == "challenge"
+        # Then nothing: the server says why, and closes.
+        error = await silent.receive_json(timeout=30)
+        assert (error["code"], error["fatal"]) == ("hello-timeout", True)
+        closing = await silent.receive(timeout=10)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert server.metrics()['confide_signalling_events_total{event="hello_timeout"}'] >= 1
+        # Someone who did say hello stays.
+        await member.ws.send_json({"type": "ping"})
+        await member.wait_for(lambda: bool(member.of_type("pong")), "a pong")
+        await member.close()
+
+
+async def test_one_address_holds_a_bounded_number_of_sockets(server: Server) -> None:
+    cap = 128  # Settings.sockets_per_address
+    url = server.base_url.replace("http", "ws", 1) + "/ws"
+    async with from_address("127.0.0.6") as crowd, aiohttp.ClientSession() as http:
+        held = [await crowd.ws_connect(url) for _ in range(cap)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await crowd.ws_connect(url)
+        assert refused.value.status == 429
+        # Another address is not affected, and a closed socket frees its place.
+        meeting = await create_meeting(http, server.base_url)
+        member = await Member.join(http, server, meeting)
+        await held.pop().close()
+        async def reconnect() -> aiohttp.ClientWebSocketResponse:
+            while True:
+                try:
+                    return await crowd.ws_connect(url)
+                except aiohttp.WSServerHandshakeError:
+                    await asyncio.sleep(0.05)
+        held.append(await asyncio.wait_for(reconnect(), 10))
+        for ws in held:
+            await ws.close()
+        await member.close()
+
+
+async def test_meeting_creation_is_limited_per_address(server: Server) -> None:
+    async with from_address("127.0.0.7") as busy, aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(25):
+            async with busy.post(f"{server.base_url}/api/meetings") as reply:
+                statuses.append(reply.status)
+        assert statuses[:20] == [201] * 20
+        assert 429 in statuses[20:]
+        async with http.post(f"{server.base_url}/api/meetings") as reply:
+            assert reply.status == 201  # someone else still can

@@ -47,7 +47,10 @@ def test_every_new_flag_reaches_the_settings(tmp_path: Path) -> None:
         "--turn-url", "turns:turn.example.org:5349?transport=tcp",
         "--turn-secret", "north-wind", "--log-format", "json",
         "--join-rate-per-address", "10/500", "--join-rate-per-meeting", "50/2000",
+        "--create-rate-per-address", "1/50", "--sockets-per-address", "500",
     ])
+    assert (settings.create_rate_per_address, settings.create_burst_per_address) == (1.0, 50.0)
+    assert settings.sockets_per_address == 500
     assert (settings.join_rate_per_address, settings.join_burst_per_address) == (10.0, 500.0)
     assert (settings.join_rate_per_meeting, settings.join_burst_per_meeting) == (50.0, 2000.0)
     assert settings.tls
@@ -81,6 +84,8 @@ def test_self_signed_turns_tls_on() -> None:
     ["--join-rate-per-address", "5"],
     ["--join-rate-per-meeting", "0/100"],
     ["--join-rate-per-meeting", "many/lots"],
+    ["--create-rate-per-address", "0/10"],
+    ["--sockets-per-address", "0"],
 ])
 def test_bad_flag_combinations_are_refused(flags: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -110,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="joins one meeting takes: RATE a second once a BURST is used up (default: 5/100)",
     )
     serve.add_argument(
+        "--create-rate-per-address", type=_join_rate, metavar="RATE/BURST",
+        default=(Settings.create_rate_per_address, Settings.create_burst_per_address),
+        help="meetings one address may create: RATE a second once a BURST is used up "
+        "(default: 0.2/20)",
+    )
+    serve.add_argument(
+        "--sockets-per-address", type=int, default=Settings.sockets_per_address, metavar="N",
+        help="WebSockets one address may hold open at once (default: 128)",
+    )
+    serve.add_argument(
         "--tls-cert", type=Path, default=None, metavar="FILE",
         help="serve HTTPS with this PEM certificate chain (with --tls-key)",
     )
@@ -167,6 +177,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error("--self-signed or --tls-cert/--tls-key, not both")
     if bool(args.turn_url) != (args.turn_secret is not None):
         parser.error("--turn-url and --turn-secret go together")
+    if args.sockets_per_address < 1:
+        parser.error("--sockets-per-address must be at least 1")
     if args.store is not None and not args.store.parent.is_dir():
         parser.error(f"--store: no directory {args.store.parent}")
     return Settings(
@@ -179,6 +191,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         join_burst_per_address=args.join_rate_per_address[1],
         join_rate_per_meeting=args.join_rate_per_meeting[0],
         join_burst_per_meeting=args.join_rate_per_meeting[1],
+        create_rate_per_address=args.create_rate_per_address[0],
+        create_burst_per_address=args.create_rate_per_address[1],
+        sockets_per_address=args.sockets_per_address,
         meeting_lifetime=args.meeting_lifetime,
         expiry_interval=args.expiry_interval,
         tls_cert=args.tls_cert,

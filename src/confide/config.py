@@ -30,6 +30,11 @@ class Settings:
     as a school or an office joins from behind one address."""
     join_rate_per_meeting: float = 5.0
     join_burst_per_meeting: float = 100.0
+    create_rate_per_address: float = 0.2
+    create_burst_per_address: float = 20.0
+    """New meetings one address may create: a burst, then a rate per second."""
+    sockets_per_address: int = 128
+    """WebSockets one address may hold open at once (a class behind one NAT fits)."""
     tls_cert: Path | None = None
     """PEM certificate chain to serve HTTPS with; `tls_key` holds its private key."""
     tls_key: Path | None = None

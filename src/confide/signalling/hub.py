@@ -51,6 +51,7 @@ from .session import (
     CLOSE_REFUSED,
     CLOSE_TOO_SLOW,
     FATAL_CODES,
+    HELLO_TIMEOUT,
     MAX_INVALID_IN_A_ROW,
     Session,
     participant_json,
@@ -72,6 +73,8 @@ class Hub(HostPowers):
     counters: Counter[str] = field(default_factory=Counter)
     joins_by_address: RateLimiter = field(init=False)
     joins_by_meeting: RateLimiter = field(init=False)
+    sockets_by_address: Counter[str] = field(default_factory=Counter)
+    """Open WebSockets per client address, for the cap; an address leaves with its last."""
     on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
     """Called when a host ends a meeting, to erase it from the store too."""
     on_meeting_changed: Callable[[Meeting], None] = lambda meeting: None
@@ -86,9 +89,25 @@ class Hub(HostPowers):
             settings.join_rate_per_meeting, settings.join_burst_per_meeting)
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
+        address = request.remote or ""
+        if self.sockets_by_address[address] >= self.settings.sockets_per_address:
+            self.counters["sockets_refused"] += 1
+            raise web.HTTPTooManyRequests(text="too many connections from your address")
         socket = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE_BYTES)
         await socket.prepare(request)
-        session = Session(socket=socket, outbox=Outbox(socket), address=request.remote or "")
+        self.sockets_by_address[address] += 1
+        try:
+            await self._serve(Session(socket=socket, outbox=Outbox(socket), address=address))
+        finally:
+            self.sockets_by_address[address] -= 1
+            if not self.sockets_by_address[address]:
+                del self.sockets_by_address[address]
+        return socket
+
+    async def _serve(self, session: Session) -> None:
+        socket = session.socket
+        overdue = asyncio.get_running_loop().call_later(
+            HELLO_TIMEOUT, self._hello_overdue, session)
         await self._send(session, {
             "type": "challenge",
             "nonce": base64.urlsafe_b64encode(session.nonce).decode("ascii").rstrip("="),
@@ -110,13 +129,21 @@ class Hub(HostPowers):
                 if session.closed:
                     break
         finally:
+            overdue.cancel()
             # A socket that closed without a goodbye (or stopped answering pings) is
             # a lost connection, not someone who chose to leave.
             await self._depart(session, "left" if session.said_goodbye else "disconnected")
             # A last error or goodbye still queued goes out before the handler ends.
             session.outbox.close_after_sending(WSCloseCode.OK, b"")
             await session.outbox.finished()
-        return socket
+
+    def _hello_overdue(self, session: Session) -> None:
+        """A socket that never said hello holds nothing but a slot: close it."""
+        if session.closed or session.participant is not None or session.lobby_id is not None:
+            return
+        self.counters["hello_timeout"] += 1
+        asyncio.get_running_loop().create_task(self._refuse(session, RemoteProtocolError(
+            "hello-timeout", f"no hello within {HELLO_TIMEOUT:.0f} seconds", fatal=True)))
 
     async def _receive(self, session: Session, text: str) -> None:
         try:

@@ -17,6 +17,8 @@ from ..sfu.endpoint import Endpoint
 from .outbox import Outbox
 
 MAX_INVALID_IN_A_ROW = 5
+HELLO_TIMEOUT = 10.0
+"""Seconds a new socket has to say hello before it is closed."""
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4410

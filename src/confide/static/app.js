@@ -155,7 +155,9 @@ function initStartPage() {
       location.href = '/m/' + meetingId + '#' + linkSecret;
     } catch (err) {
       console.error('createMeeting failed', err);
-      error.textContent = 'Could not reach the server. Check your connection and try again.';
+      error.textContent = err instanceof Error && err.message === 'too-many-meetings'
+        ? 'Too many new meetings from your network just now: wait a minute and try again.'
+        : 'Could not reach the server. Check your connection and try again.';
       error.hidden = false;
       button.removeAttribute('disabled');
       button.textContent = 'New meeting';

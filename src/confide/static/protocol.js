@@ -62,6 +62,7 @@ function joinChallenge(meetingId, nonce) {
 /** @returns {Promise<{meetingId: string, linkSecret: string}>} */
 export async function createMeeting() {
   const created = await fetch('/api/meetings', { method: 'POST' });
+  if (created.status === 429) throw new Error('too-many-meetings');
   if (!created.ok) throw new Error(`the server refused to create a meeting (${created.status})`);
   const { meeting_id: meetingId } = await created.json();
   const secret = crypto.getRandomValues(new Uint8Array(32));

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import Settings
+from ..limits import RateLimiter
 from ..rooms.meeting import Directory, MeetingError, is_meeting_id
 from ..rooms.store import MeetingStore
 from ..sfu.sfu import Sfu
@@ -26,6 +27,8 @@ SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
 SFU = web.AppKey("sfu", Sfu)
 HUB = web.AppKey("hub", Hub)
+CREATIONS = web.AppKey("creations", RateLimiter)
+"""New meetings per client address."""
 STORE = web.AppKey("store", MeetingStore)
 """Present only with `--store`."""
 MAX_API_BODY_BYTES = 1024
@@ -87,6 +90,9 @@ def _meeting_error(error: MeetingError) -> web.HTTPException:
 
 
 async def create_meeting(request: web.Request) -> web.Response:
+    if not request.app[CREATIONS].allow(request.remote or "", time.monotonic()):
+        request.app[HUB].counters["create_rate_limited"] += 1
+        raise web.HTTPTooManyRequests(text="too many new meetings from your address: wait a minute")
     now = time.time()
     meeting = request.app[DIRECTORY].create(now)
     store = request.app.get(STORE)
@@ -213,6 +219,8 @@ def create_app(settings: Settings) -> web.Application:
         media_timeout=settings.media_timeout,
     )
     app[HUB] = Hub(settings=settings, directory=app[DIRECTORY], sfu=app[SFU])
+    app[CREATIONS] = RateLimiter(
+        settings.create_rate_per_address, settings.create_burst_per_address)
     if settings.store is not None:
         store = app[STORE] = MeetingStore(settings.store)
         # A meeting its host ended is erased from the file at once.
