@@ -17,10 +17,13 @@ from .netns import Namespace
 from .participant import CHROMIUM_ARGS, Server
 from .server_process import ARTIFACTS, start_server
 
+SUITE_CREATE_RATE = ("--create-rate-per-address", "10/1000")
+"""Every meeting of the suite comes from one address; tests/test_abuse.py checks the default."""
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    process, running = start_server("server.log")
+    process, running = start_server("server.log", *SUITE_CREATE_RATE)
     yield running
     process.terminate()
     process.wait(timeout=10)
@@ -51,7 +54,8 @@ def other_host() -> Iterator[Namespace]:
 @pytest.fixture(scope="session")
 def lan_server(other_host: Namespace) -> Iterator[Server]:
     """A server as on a LAN: on the veth address, HTTPS with a self-signed certificate."""
-    process, running = start_server("lan-server.log", host=other_host.host_address)
+    process, running = start_server(
+        "lan-server.log", *SUITE_CREATE_RATE, host=other_host.host_address)
     yield running
     process.terminate()
     process.wait(timeout=10)
