@@ -25,6 +25,7 @@ from OpenSSL import SSL
 
 from confide.sfu.dtls import self_signed_certificate
 from confide.sfu.endpoint import Endpoint
+from confide.sfu.router import RETRANSMIT_BYTES_BURST, RETRANSMIT_BYTES_RATE
 from confide.sfu.rtp import (
     Nack,
     Pli,
@@ -1015,3 +1016,60 @@ def test_a_forged_record_in_the_middle_of_the_handshake_does_not_end_it(forged: 
     assert meeting.lost == []
     assert meeting.sfu.counters["dropped_dtls_bad_record"] == 1
     assert_a_to_b_still_works(meeting, 1.0)
+
+
+# --- NACK: bounded, and never at the cost of the rest of the RTCP ----------------------------
+
+
+def test_a_nack_far_behind_is_declined_and_the_rest_of_the_rtcp_still_counts(
+    meeting: Meeting,
+) -> None:
+    packets = list(camera_packets(1000, 300))
+    for packet in packets[:290]:
+        meeting.publish(packet, 1.0)
+    meeting.network.deliver()
+    meeting.publish(packets[290], 1.0)
+    meeting.network.discard()  # 1290 is lost on the way to B
+    for packet in packets[291:]:
+        meeting.publish(packet, 1.0)
+    meeting.network.deliver()
+    meeting.b.rtp.clear()
+    # 250 behind: still in the 512-packet cache, but beyond what SRTP can protect again.
+    too_old = Nack(meeting.b.rtcp_ssrc, CAMERA_SSRC, [1049])
+    recent = Nack(meeting.b.rtcp_ssrc, CAMERA_SSRC, [1290])
+    meeting.feedback_from_b([too_old, Pli(meeting.b.rtcp_ssrc, CAMERA_SSRC), recent], 2.0)
+    meeting.network.deliver()
+    assert [rtp_sequence(p) for p in meeting.b.rtp] == [1290]
+    assert meeting.sfu.counters["nack_too_old"] == 1
+    assert meeting.sfu.counters["errors"] == 0
+    assert len(meeting.a.take_rtcp(Pli)) == 1  # the PLI after it was not lost
+
+
+def test_a_packet_asked_for_twice_within_a_round_trip_is_sent_once(meeting: Meeting) -> None:
+    for packet in camera_packets(200, 10):
+        meeting.publish(packet, 1.0)
+    meeting.network.discard()  # B lost them all
+    for now in (1.50, 1.52, 1.54, 1.70):
+        meeting.feedback_from_b([Nack(meeting.b.rtcp_ssrc, CAMERA_SSRC, [205])], now)
+    to_b = [d for d, address in meeting.network.in_flight if address == meeting.b.address]
+    assert len(to_b) == 2  # at 1.50, and again at 1.70 once a round trip had passed
+    assert meeting.sfu.counters["nack_repeated"] == 2
+
+
+def test_a_flood_of_nacks_costs_at_most_the_receivers_retransmission_budget(
+    meeting: Meeting,
+) -> None:
+    for sequence in range(128):  # full-size video packets
+        meeting.publish(rtp_packet(CAMERA_SSRC, VP8_PT, sequence, 0, bytes(1100)), 1.0)
+    meeting.network.discard()
+    # What the review sent: 48 NACKs of 64 sequence numbers in one datagram, many times.
+    flood = [Nack(meeting.b.rtcp_ssrc, CAMERA_SSRC, list(range(64)))] * 24 + [
+        Nack(meeting.b.rtcp_ssrc, CAMERA_SSRC, list(range(64, 128)))] * 24
+    for i in range(20):
+        meeting.feedback_from_b(flood, 2.0 + i * 0.05)
+    to_b = [d for d, address in meeting.network.in_flight if address == meeting.b.address]
+    # Within a second of budget, where unbounded it would have been 61,440 packets.
+    assert sum(len(d) for d in to_b) <= RETRANSMIT_BYTES_BURST + RETRANSMIT_BYTES_RATE * 1.0
+    assert len(to_b) < 61_440 / 20
+    assert meeting.sfu.counters["nack_over_budget"] > 0
+    assert meeting.sfu.counters["nack_repeated"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..limits import TokenBucket
 from .bwe import LossBasedEstimate
 from .packetcache import PacketCache
 from .sdp import Codec
@@ -62,6 +63,11 @@ class PublishedStream:
         return True
 
 
+RETRANSMIT_BYTES_RATE, RETRANSMIT_BYTES_BURST = 200_000.0, 400_000.0
+"""Bytes a second (and at once) one receiver may have re-sent: a fifth of a 1.6 Mbit/s
+video, more than a lossy but honest link asks for."""
+
+
 @dataclass(eq=False)
 class Subscription:
     stream: PublishedStream
@@ -75,6 +81,12 @@ class Subscription:
     since: tuple[int, int] | None = None
     """The stream's forwarded counts when this subscription joined its batched route;
     None while it is not on it."""
+    retransmit_bytes: TokenBucket = field(default_factory=lambda: TokenBucket(
+        RETRANSMIT_BYTES_RATE, RETRANSMIT_BYTES_BURST))
+    """What NACKs may make the SFU send this receiver again: a cap, so that one
+    receiver's NACKs cost the server a bounded share whatever it asks for."""
+    resent_at: dict[int, float] = field(default_factory=dict)
+    """Sequence number to when it was last sent again, to answer each once a round trip."""
 
     @property
     def packets_sent(self) -> int:

@@ -48,6 +48,12 @@ MAX_DATAGRAM_BYTES = 2048
 REPORT_INTERVAL = 1.0
 """Seconds between the receiver reports and REMB the SFU sends each publisher."""
 MAX_REPORT_BLOCKS = 31
+MAX_NACKED_PER_PACKET = 64
+"""Sequence numbers one NACK packet may ask for; the rest are ignored."""
+SRTP_REPLAY_WINDOW = 128
+"""libsrtp protects nothing older than this behind the newest index it sent."""
+RESEND_INTERVAL = 0.1
+"""About a round trip: a packet asked for again sooner is a duplicate request."""
 
 Address = tuple[str, int]
 Target = tuple[pylibsrtp.Session, Address]
@@ -499,7 +505,7 @@ class Sfu:
             elif isinstance(packet, Nack):
                 subscription = endpoint.subscriptions.get(packet.media_ssrc)
                 if subscription is not None:
-                    self._answer_nack(subscription, packet.lost)
+                    self._answer_nack(subscription, packet.lost, now)
 
     def _take_reports(self, endpoint: Endpoint, reports: list) -> None:  # type: ignore[type-arg]
         for block in reports:
@@ -507,16 +513,37 @@ class Sfu:
             if subscription is not None and subscription.stream.media_kind == "video":
                 subscription.estimate.update(block.fraction_lost)
 
-    def _answer_nack(self, subscription: Subscription, lost: list[int]) -> None:
+    def _answer_nack(self, subscription: Subscription, lost: list[int], now: float) -> None:
+        """Send again what a receiver lost: each packet once a round trip, within the
+        receiver's retransmission budget, and only while SRTP can still protect it."""
         stream = subscription.stream
         missing: list[int] = []
-        for sequence_number in lost[:64]:
+        newest = stream.stats.max_sequence
+        resent_at = subscription.resent_at
+        for sequence_number in lost[:MAX_NACKED_PER_PACKET]:
+            if (newest - sequence_number) & 0xFFFF >= SRTP_REPLAY_WINDOW:
+                # libsrtp refuses to protect an index this far behind what it has sent.
+                self.counters["nack_too_old"] += 1
+                continue
+            if now - resent_at.get(sequence_number, -1.0) < RESEND_INTERVAL:
+                self.counters["nack_repeated"] += 1
+                continue
             packet = stream.cache.get(sequence_number) if stream.cache is not None else None
             if packet is None:
                 missing.append(sequence_number)
-            else:
-                self.counters["nack_answered"] += 1
+                continue
+            if not subscription.retransmit_bytes.take(now, len(packet)):
+                self.counters["nack_over_budget"] += 1
+                continue
+            resent_at[sequence_number] = now
+            self.counters["nack_answered"] += 1
+            try:
                 self._forward(subscription, packet)
+            except pylibsrtp.Error:
+                self.counters["errors"] += 1  # this one packet; the rest of the RTCP goes on
+        if len(resent_at) > 2 * SRTP_REPLAY_WINDOW:
+            for old in [s for s, t in resent_at.items() if now - t >= RESEND_INTERVAL]:
+                del resent_at[old]
         if missing:
             # Not in the cache: the publisher may still have it.
             self._send_rtcp(stream.publisher, [Nack(self.rtcp_ssrc, stream.ssrc, missing)])
