@@ -10,17 +10,30 @@ import json
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from bench.loadgen.signalling import Meeting, b64url, b64url_decode, create_meeting
 from tests.e2e.participant import Server
 from tests.e2e.server_process import start_server
 
+from confide.cli import parse_settings
 from confide.e2ee.link import derive_join_key
+from confide.limits import address_key
 from confide.rooms.meeting import join_challenge
+from confide.web.app import CREATIONS, HUB, create_app
+
+
+@pytest.fixture
+def unused_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +269,40 @@ async def test_meeting_creation_is_limited_per_address(server: Server) -> None:
         assert 429 in statuses[20:]
         async with http.post(f"{server.base_url}/api/meetings") as reply:
             assert reply.status == 201  # someone else still can
+
+
+async def test_limits_keep_no_address_and_forget_it_once_refilled(unused_udp_port: int) -> None:
+    """The review found departed people's addresses kept as rate-limit keys. Keys are
+    now keyed hashes, and an entry goes once its limit has refilled. (A raw search of
+    the process's memory can still find an address in memory Python freed but has not
+    reused yet; nothing the server keeps refers to it.)"""
+    settings = parse_settings(["serve", "--port", "0", "--media-port", str(unused_udp_port)])
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = Server(base_url=f"http://127.0.0.1:{port}", media_port=unused_udp_port,
+                    log_path=Path(os.devnull))
+    try:
+        async with aiohttp.ClientSession() as http, from_address("127.0.0.9") as visitor:
+            meeting = await create_meeting(visitor, server.base_url)
+            host = await Member.join(http, server, meeting)
+            guest = await Member.join(visitor, server, meeting)
+            await guest.ws.send_json({"type": "leave"})
+            await guest.close()
+            await host.wait_for(lambda: bool(host.of_type("left")), "the guest to leave")
+            hub = app[HUB]
+            kept = repr((hub.joins_by_address.buckets, hub.joins_by_meeting.buckets,
+                         hub.sockets_by_address, app[CREATIONS].buckets))
+            assert "127.0.0.9" not in kept and address_key("127.0.0.9") in kept
+            # Once every limit has refilled, the periodic sweep forgets the entries.
+            later = time.monotonic() + 3600
+            hub.forget_idle(later)
+            app[CREATIONS].forget_idle(later)
+            assert address_key("127.0.0.9") not in repr(
+                (hub.joins_by_address.buckets, app[CREATIONS].buckets))
+            await host.close()
+    finally:
+        await runner.cleanup()

@@ -8,9 +8,20 @@ forgets full buckets so that memory stays bounded under a flood of new keys.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 
 MAX_TRACKED_KEYS = 100_000
+_ADDRESS_KEY = secrets.token_bytes(32)
+"""Made at startup and never kept: the server cannot turn a key back into an address."""
+
+
+def address_key(address: str) -> str:
+    """What limits are kept under for a client address: a keyed hash, so that memory
+    holds no address once its connection is gone (threat model: addresses are seen
+    while connected, not kept)."""
+    return hashlib.blake2b(address.encode(), key=_ADDRESS_KEY, digest_size=16).hexdigest()
 
 
 @dataclass

@@ -39,29 +39,13 @@ from confide.e2ee.link import (
 from confide.e2ee.sframe import derive_key_salt
 from confide.rooms.meeting import join_challenge
 
+from .memory import read_process_memory
 from .participant import RECORD_KEYS, Participant, Server
 from .server_process import start_server
 
 NAMES = ["Philippa Okonkwo-Brandt", "Teodoro Villanueva", "Marguerite Solberg"]
 CHAT = ["the source inside the ministry is Kestrel", "meet at the Wexford depot"]
 AES_128_GCM_SHA256_128 = 0x0004
-
-
-def read_process_memory(pid: int) -> bytes:
-    """Every writable mapping of a process: where its data lives."""
-    chunks = []
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as memory:
-        for line in maps:
-            fields = line.split()
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if not fields[1].startswith("rw") or fields[-1] in ("[vvar]", "[vsyscall]"):
-                continue
-            try:
-                memory.seek(start)
-                chunks.append(memory.read(end - start))
-            except (OSError, ValueError, OverflowError):
-                continue  # a mapping that went away or cannot be read
-    return b"\x00".join(chunks)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Settings
-from ..limits import RateLimiter
+from ..limits import RateLimiter, address_key
 from ..rooms.meeting import Directory, Meeting, MeetingError
 from ..rooms.moderation import ModerationError
 from ..sfu.endpoint import Endpoint
@@ -89,7 +89,7 @@ class Hub(HostPowers):
             settings.join_rate_per_meeting, settings.join_burst_per_meeting)
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
-        address = request.remote or ""
+        address = address_key(request.remote or "")
         if self.sockets_by_address[address] >= self.settings.sockets_per_address:
             self.counters["sockets_refused"] += 1
             raise web.HTTPTooManyRequests(text="too many connections from your address")
@@ -375,6 +375,11 @@ class Hub(HostPowers):
             await self._announce_streams(meeting.id)
         if was_host and not meeting.moderation.host_here:
             await self._tell_lobby(meeting)
+
+    def forget_idle(self, now: float) -> None:
+        """Drop rate-limit entries that have refilled: nothing of them is needed."""
+        self.joins_by_address.forget_idle(now)
+        self.joins_by_meeting.forget_idle(now)
 
     async def close_all(self) -> None:
         """Close every socket at once with GOING_AWAY; a stuck one cannot hold up the rest."""

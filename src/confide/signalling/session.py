@@ -40,7 +40,7 @@ class Session:
     outbox: Outbox
     """Everything sent to this socket goes through here, written by its own task."""
     address: str = ""
-    """The client's address, only to rate-limit join attempts; never logged or kept."""
+    """A keyed hash of the client's address (limits.address_key), for its limits only."""
     meeting: Meeting | None = None
     participant: Participant | None = None
     endpoint: Endpoint | None = None

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import Settings
-from ..limits import RateLimiter
+from ..limits import RateLimiter, address_key
 from ..rooms.meeting import Directory, MeetingError, is_meeting_id
 from ..rooms.store import MeetingStore
 from ..sfu.sfu import Sfu
@@ -90,7 +90,7 @@ def _meeting_error(error: MeetingError) -> web.HTTPException:
 
 
 async def create_meeting(request: web.Request) -> web.Response:
-    if not request.app[CREATIONS].allow(request.remote or "", time.monotonic()):
+    if not request.app[CREATIONS].allow(address_key(request.remote or ""), time.monotonic()):
         request.app[HUB].counters["create_rate_limited"] += 1
         raise web.HTTPTooManyRequests(text="too many new meetings from your address: wait a minute")
     now = time.time()
@@ -204,6 +204,10 @@ async def _expire_meetings(app: web.Application) -> None:
         await asyncio.sleep(app[SETTINGS].expiry_interval)
         try:
             _erase_expired(app, time.time())
+            # Rate limits refill within minutes; then their entries go too.
+            now = time.monotonic()
+            app[HUB].forget_idle(now)
+            app[CREATIONS].forget_idle(now)
         except Exception:
             logger.exception("expiring meetings failed")
 
