@@ -306,3 +306,12 @@ async def test_limits_keep_no_address_and_forget_it_once_refilled(unused_udp_por
             await host.close()
     finally:
         await runner.cleanup()
+
+
+async def test_figures_are_for_the_operator_only(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.base_url}/metrics") as public:
+            assert public.status == 404
+        async with http.get(server.metrics_url) as private:
+            assert private.status == 200
+            assert "confide_meetings" in await private.text()

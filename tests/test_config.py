@@ -48,7 +48,9 @@ def test_every_new_flag_reaches_the_settings(tmp_path: Path) -> None:
         "--turn-secret", "north-wind", "--log-format", "json",
         "--join-rate-per-address", "10/500", "--join-rate-per-meeting", "50/2000",
         "--create-rate-per-address", "1/50", "--sockets-per-address", "500",
+        "--metrics-listen", "127.0.0.1:9100",
     ])
+    assert settings.metrics_listen == ("127.0.0.1", 9100)
     assert (settings.create_rate_per_address, settings.create_burst_per_address) == (1.0, 50.0)
     assert settings.sockets_per_address == 500
     assert (settings.join_rate_per_address, settings.join_burst_per_address) == (10.0, 500.0)
@@ -86,6 +88,8 @@ def test_self_signed_turns_tls_on() -> None:
     ["--join-rate-per-meeting", "many/lots"],
     ["--create-rate-per-address", "0/10"],
     ["--sockets-per-address", "0"],
+    ["--metrics-listen", "9100"],
+    ["--metrics-listen", "127.0.0.1:http"],
 ])
 def test_bad_flag_combinations_are_refused(flags: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -72,6 +72,13 @@ def _turn_url(text: str) -> str:
     return text
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
 def _join_rate(text: str) -> tuple[float, float]:
     rate, _, burst = text.partition("/")
     try:
@@ -118,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sockets-per-address", type=int, default=Settings.sockets_per_address, metavar="N",
         help="WebSockets one address may hold open at once (default: 128)",
+    )
+    serve.add_argument(
+        "--metrics-listen", type=_host_port, default=None, metavar="HOST:PORT",
+        help="serve /metrics on this address only, e.g. 127.0.0.1:9100 (default: nowhere)",
     )
     serve.add_argument(
         "--tls-cert", type=Path, default=None, metavar="FILE",
@@ -194,6 +205,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         create_rate_per_address=args.create_rate_per_address[0],
         create_burst_per_address=args.create_rate_per_address[1],
         sockets_per_address=args.sockets_per_address,
+        metrics_listen=args.metrics_listen,
         meeting_lifetime=args.meeting_lifetime,
         expiry_interval=args.expiry_interval,
         tls_cert=args.tls_cert,

@@ -46,6 +46,8 @@ class Settings:
     """The operator's TURN servers, given to browsers in `welcome`."""
     turn_secret: str | None = None
     """coturn's `static-auth-secret`: signs short-lived TURN credentials."""
+    metrics_listen: tuple[str, int] | None = None
+    """Where to serve /metrics, apart from the public listener; None serves none."""
     log_level: str = "info"
     log_format: LogFormat = "text"
     log_addresses: bool = False

@@ -36,10 +36,11 @@ class Server:
     log_path: Path
     self_signed: bool = False
     """Serves HTTPS with a certificate made at startup (`--self-signed`)."""
+    metrics_url: str = ""
+    """Its operator-only /metrics listener (`--metrics-listen`)."""
 
     def metrics(self) -> dict[str, int]:
-        text = urllib.request.urlopen(
-            self.base_url + "/metrics", timeout=5, context=self.tls_context()).read().decode()
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
         values: dict[str, int] = {}
         for line in text.splitlines():
             name, _, value = line.rpartition(" ")

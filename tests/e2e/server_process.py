@@ -44,6 +44,8 @@ def start_server(
     log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115 - closed with the process
     if host:
         extra = ("--host", host, "--public-ip", host, "--self-signed", *extra)
+    metrics_port = free_port(socket.SOCK_STREAM)
+    extra = ("--metrics-listen", f"127.0.0.1:{metrics_port}", *extra)
     process = subprocess.Popen(
         [*wrapper, sys.executable, "-m", *launcher, "serve", "--port", str(port),
          "--media-port", str(media_port), *extra],
@@ -52,7 +54,8 @@ def start_server(
     )
     base_url = f"https://{host}:{port}" if host else f"http://localhost:{port}"
     server = Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name,
-                    self_signed=bool(host))
+                    self_signed=bool(host),
+                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
     deadline = time.monotonic() + 20
     while True:
         try:

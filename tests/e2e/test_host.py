@@ -184,7 +184,8 @@ def test_a_forged_host_action_is_refused_by_the_server_and_by_the_clients(
     host2.join()
     proxy = TamperingProxy(server.base_url, forge_end)
     proxy.start()
-    victim = Participant(browser, Server(proxy.base_url, server.media_port, server.log_path),
+    victim = Participant(browser, Server(proxy.base_url, server.media_port, server.log_path,
+                                         metrics_url=server.metrics_url),
                          "Vera")
     try:
         victim.join(link2.replace(server.base_url, proxy.base_url))

@@ -40,7 +40,8 @@ def swap_announced_keys(message: dict[str, Any]) -> dict[str, Any]:
 def tampering_server(server: Server) -> Iterator[Server]:
     proxy = TamperingProxy(server.base_url, swap_announced_keys)
     proxy.start()
-    yield Server(base_url=proxy.base_url, media_port=server.media_port, log_path=server.log_path)
+    yield Server(base_url=proxy.base_url, media_port=server.media_port, log_path=server.log_path,
+                 metrics_url=server.metrics_url)
     proxy.stop()
 
 
@@ -95,7 +96,7 @@ def test_withheld_keys_show_on_the_tile_not_a_frozen_picture(
     proxy.start()
     # Only Alice's connection goes through the tampering proxy.
     tampered = Server(base_url=proxy.base_url, media_port=server.media_port,
-                      log_path=server.log_path)
+                      log_path=server.log_path, metrics_url=server.metrics_url)
     alice = Participant(browser, tampered, "Alice")
     bob = Participant(browser, server, "Bob")
     try:
@@ -132,7 +133,7 @@ def test_a_garbled_key_is_reported_as_a_possible_attack(browser: Browser, server
     proxy = TamperingProxy(server.base_url, garble_sender_keys)
     proxy.start()
     tampered = Server(base_url=proxy.base_url, media_port=server.media_port,
-                      log_path=server.log_path)
+                      log_path=server.log_path, metrics_url=server.metrics_url)
     alice = Participant(browser, tampered, "Alice")
     bob = Participant(browser, server, "Bob")
     try:

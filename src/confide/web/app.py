@@ -139,9 +139,8 @@ async def meeting_info(request: web.Request) -> web.Response:
     return web.json_response({"meeting_id": meeting.id, "ready": meeting.join_key is not None})
 
 
-async def metrics(request: web.Request) -> web.Response:
+def metrics_text(app: web.Application) -> str:
     """Counts only: what an operator needs to see that things work, nothing personal."""
-    app = request.app
     lines = [
         f"confide_meetings {len(app[DIRECTORY].meetings)}",
         f"confide_participants {sum(len(m) for m in app[HUB].sessions.values())}",
@@ -150,7 +149,27 @@ async def metrics(request: web.Request) -> web.Response:
         lines.append(f'confide_media_events_total{{event="{name}"}} {value}')
     for name, value in sorted(app[HUB].counters.items()):
         lines.append(f'confide_signalling_events_total{{event="{name}"}} {value}')
-    return web.Response(text="\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
+    """/metrics on an address of the operator's own (say 127.0.0.1): meeting and
+    participant counts are not for the public."""
+    listen = app[SETTINGS].metrics_listen
+    if listen is None:
+        yield
+        return
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        return web.Response(text=metrics_text(app))
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", serve_metrics)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, listen[0], listen[1]).start()
+    yield
+    await runner.cleanup()
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -232,12 +251,12 @@ def create_app(settings: Settings) -> web.Application:
         app[HUB].on_meeting_changed = lambda meeting: store.save(meeting, time.time())
     app.cleanup_ctx.append(_keep_meetings)
     app.cleanup_ctx.append(_media)
+    app.cleanup_ctx.append(_metrics_listener)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/m/{meeting_id}", meeting_page)
     app.router.add_post("/api/meetings", create_meeting)
     app.router.add_put("/api/meetings/{meeting_id}/join-key", register_join_key)
     app.router.add_get("/api/meetings/{meeting_id}", meeting_info)
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", websocket)
     app.router.add_static("/static/", STATIC_DIR)
     return app
