@@ -46,6 +46,8 @@ def check_handshake_datagram(data: bytes) -> None:
     handshake with one forged alert or malformed record. A real client's alert
     during the handshake is dropped too; its handshake then times out instead.
     """
+    if not data:
+        raise DtlsRecordRejected("empty DTLS datagram")
     offset = 0
     while offset < len(data):
         if len(data) - offset < RECORD_HEADER_BYTES:
