@@ -152,16 +152,6 @@ class FirefoxParticipant(Person):
         self.name = name
         self.page = browser.new_page(width, height)
 
-    def goto(self, url: str) -> None:
-        self.page.goto(url)
-
-    @property
-    def url(self) -> str:
-        return self.page.url
-
-    def evaluate(self, function: str, arg: Any = None) -> Any:
-        return self.page.evaluate(function, arg)
-
     def click(self, selector: str) -> None:
         self.page.click(selector)
 
@@ -176,7 +166,7 @@ class FirefoxParticipant(Person):
 
     @property
     def console(self) -> list[str]:
-        return self.page.console()
+        return list(self.page.console())
 
     def close(self) -> None:
         self.page.close()

@@ -128,18 +128,20 @@ class Person:
 
     server: Server
     name: str
+    page: Any
+    """Playwright's Page, or firefox.FirefoxPage: both go to URLs and evaluate alike."""
 
-    # --- page primitives, per browser --------------------------------------------------------
+    # --- page primitives -----------------------------------------------------------------------
 
     def goto(self, url: str) -> None:
-        raise NotImplementedError
+        self.page.goto(url)
 
     @property
     def url(self) -> str:
-        raise NotImplementedError
+        return str(self.page.url)
 
     def evaluate(self, function: str, arg: Any = None) -> Any:
-        raise NotImplementedError
+        return self.page.evaluate(function, arg)
 
     def click(self, selector: str) -> None:
         raise NotImplementedError
@@ -317,16 +319,6 @@ class Participant(Person):
         self.page: Page = self.context.new_page()
         self.console: list[str] = []
         self.page.on("console", lambda message: self.console.append(message.text))
-
-    def goto(self, url: str) -> None:
-        self.page.goto(url)
-
-    @property
-    def url(self) -> str:
-        return self.page.url
-
-    def evaluate(self, function: str, arg: Any = None) -> Any:
-        return self.page.evaluate(function, arg)
 
     def click(self, selector: str) -> None:
         self.page.locator(selector).click()
