@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from bench.loadgen.run import format_report, run_meeting
 from bench.loadgen.signalling import Meeting, b64url, b64url_decode, create_meeting
 from tests.e2e.participant import Server
 from tests.e2e.server_process import start_server
@@ -315,3 +316,58 @@ async def test_figures_are_for_the_operator_only(server: Server) -> None:
         async with http.get(server.metrics_url) as private:
             assert private.status == 200
             assert "confide_meetings" in await private.text()
+
+
+def large_valid_offer(sections: int = 60) -> tuple[str, dict[str, dict[str, None]]]:
+    """Chrome's own offer with its video receive section repeated: about 180 KiB of
+    valid SDP, each section for the server to parse and answer."""
+    lines = (Path(__file__).parent / "vectors" / "chrome_offer.sdp").read_bytes().decode()
+    lines_list = lines.split("\r\n")
+    starts = [i for i, line in enumerate(lines_list) if line.startswith("m=")]
+    head = [line for line in lines_list[:starts[0]] if not line.startswith("a=group:BUNDLE")]
+    receive = lines_list[starts[2]:starts[3]]
+    body: list[str] = []
+    mids = [f"r{i}" for i in range(sections)]
+    for mid in mids:
+        body += [f"a=mid:{mid}" if line.startswith("a=mid:") else line for line in receive]
+    sdp = "\r\n".join([*head, f"a=group:BUNDLE {' '.join(mids)}", *body]) + "\r\n"
+    return sdp, {mid: {"recv": None} for mid in mids}
+
+
+async def test_a_participant_sending_offers_as_fast_as_it_may_leaves_another_meeting_alone(
+    server: Server,
+) -> None:
+    sdp, mids = large_valid_offer()
+    assert len(sdp) > 150_000
+    answered = refused = 0
+    stop = asyncio.Event()
+
+    async def abuse() -> None:
+        nonlocal answered, refused
+        async with aiohttp.ClientSession() as http:
+            meeting = await create_meeting(http, server.base_url)
+            while not stop.is_set():
+                member = await Member.join(http, server, meeting)
+                while not stop.is_set() and not member.ws.closed:
+                    try:
+                        await member.ws.send_json({"type": "offer", "sdp": sdp, "mids": mids})
+                    except (ConnectionError, RuntimeError):
+                        break
+                    await asyncio.sleep(0.02)  # 50 a second: the message rate allows it
+                answered += len(member.of_type("answer"))
+                refused += len([e for e in member.of_type("error")
+                                if e["code"] == "rate-limited"])
+                await member.close()
+
+    abuser = asyncio.get_running_loop().create_task(abuse())
+    try:
+        report = await run_meeting(server.base_url, people=3, seconds=5, video_kbps=500)
+    finally:
+        stop.set()
+        await abuser
+    print(format_report(report), f"\nabuser: {answered} offers answered, "
+          f"{refused} times refused for its rate")
+    assert refused > 0  # it did try harder than allowed
+    for name, result in report.receivers.items():
+        assert result.loss < 0.01, (name, result)
+        assert result.delay_p99 < 0.5, (name, result)  # generous, for a loaded machine
