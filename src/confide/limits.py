@@ -57,13 +57,13 @@ class RateLimiter:
     burst: float
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
-    def allow(self, key: str, now: float) -> bool:
+    def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= MAX_TRACKED_KEYS:
                 self.forget_idle(now)
             bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, updated_at=now)
-        return bucket.take(now)
+        return bucket.take(now, cost)
 
     def forget_idle(self, now: float) -> None:
         """Drop buckets that have refilled: they hold nothing a new bucket would not."""

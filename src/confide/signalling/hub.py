@@ -45,6 +45,8 @@ from .messages import (
 )
 from .outbox import CLOSE_TIMEOUT, Outbox
 from .session import (
+    ADDRESS_BYTES_BURST,
+    ADDRESS_BYTES_RATE,
     CLOSE_GONE,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_RATE_LIMITED,
@@ -73,6 +75,8 @@ class Hub(HostPowers):
     counters: Counter[str] = field(default_factory=Counter)
     joins_by_address: RateLimiter = field(init=False)
     joins_by_meeting: RateLimiter = field(init=False)
+    bytes_by_address: RateLimiter = field(
+        default_factory=lambda: RateLimiter(ADDRESS_BYTES_RATE, ADDRESS_BYTES_BURST))
     sockets_by_address: Counter[str] = field(default_factory=Counter)
     """Open WebSockets per client address, for the cap; an address leaves with its last."""
     on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
@@ -118,9 +122,9 @@ class Hub(HostPowers):
                     await self._refuse(session, RemoteProtocolError(
                         "bad-message", "frames must be JSON text", fatal=True))
                     break
-                now = time.monotonic()
-                if not (session.messages.take(now)
-                        and session.message_bytes.take(now, len(frame.data))):
+                now, size = time.monotonic(), len(frame.data)
+                if not (session.messages.take(now) and session.message_bytes.take(now, size)
+                        and self.bytes_by_address.allow(session.address, now, size)):
                     self.counters["message_rate_limited"] += 1
                     await self._refuse(session, RemoteProtocolError(
                         "rate-limited", "too many messages: the connection was closed", fatal=True))
@@ -380,6 +384,7 @@ class Hub(HostPowers):
         """Drop rate-limit entries that have refilled: nothing of them is needed."""
         self.joins_by_address.forget_idle(now)
         self.joins_by_meeting.forget_idle(now)
+        self.bytes_by_address.forget_idle(now)
 
     async def close_all(self) -> None:
         """Close every socket at once with GOING_AWAY; a stuck one cannot hold up the rest."""

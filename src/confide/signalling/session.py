@@ -29,6 +29,9 @@ MESSAGE_RATE, MESSAGE_BURST = 50.0, 400.0
 """Messages per second a client may send; the burst covers rekeying a large meeting."""
 MESSAGE_BYTES_RATE, MESSAGE_BYTES_BURST = 512 * 1024.0, 4 * 1024 * 1024.0
 """Bytes per second a client may send: what it sends, the server copies to everyone."""
+ADDRESS_BYTES_RATE, ADDRESS_BYTES_BURST = 2 * 1024 * 1024.0, 8 * 1024 * 1024.0
+"""The same for all of one address's sockets together, so that reconnecting does not
+buy a new burst; a class behind one NAT address stays far below it."""
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
                "meeting-ended", "bad-host-proof"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
