@@ -1073,3 +1073,5 @@ def test_a_flood_of_nacks_costs_at_most_the_receivers_retransmission_budget(
     assert len(to_b) < 61_440 / 20
     assert meeting.sfu.counters["nack_over_budget"] > 0
     assert meeting.sfu.counters["nack_repeated"] > 0
+    # Of each datagram's 3,072 sequence numbers, only the first 256 are looked at.
+    assert meeting.sfu.counters["nack_ignored"] == 20 * (48 * 64 - 256)

@@ -49,7 +49,9 @@ REPORT_INTERVAL = 1.0
 """Seconds between the receiver reports and REMB the SFU sends each publisher."""
 MAX_REPORT_BLOCKS = 31
 MAX_NACKED_PER_PACKET = 64
-"""Sequence numbers one NACK packet may ask for; the rest are ignored."""
+MAX_NACKED_PER_DATAGRAM = 256
+"""Sequence numbers one NACK packet, and one RTCP datagram, may ask for; the rest are
+ignored (and counted): a browser asks for a few at a time."""
 SRTP_REPLAY_WINDOW = 128
 """libsrtp protects nothing older than this behind the newest index it sent."""
 RESEND_INTERVAL = 0.1
@@ -484,6 +486,7 @@ class Sfu:
         self.transmit(subscriber.srtp_out.protect(packet), subscriber.address)
 
     def _handle_rtcp(self, endpoint: Endpoint, data: bytes, now: float) -> None:
+        nack_room = MAX_NACKED_PER_DATAGRAM
         for packet in parse_compound(data):
             if isinstance(packet, SenderReport):
                 stream = endpoint.published_by_ssrc.get(packet.ssrc)
@@ -504,8 +507,12 @@ class Sfu:
                         self._request_keyframe(subscription.stream, now)
             elif isinstance(packet, Nack):
                 subscription = endpoint.subscriptions.get(packet.media_ssrc)
-                if subscription is not None:
-                    self._answer_nack(subscription, packet.lost, now)
+                lost = packet.lost[:min(MAX_NACKED_PER_PACKET, nack_room)]
+                if len(lost) < len(packet.lost):
+                    self.counters["nack_ignored"] += len(packet.lost) - len(lost)
+                nack_room -= len(lost)
+                if subscription is not None and lost:
+                    self._answer_nack(subscription, lost, now)
 
     def _take_reports(self, endpoint: Endpoint, reports: list) -> None:  # type: ignore[type-arg]
         for block in reports:
@@ -520,7 +527,7 @@ class Sfu:
         missing: list[int] = []
         newest = stream.stats.max_sequence
         resent_at = subscription.resent_at
-        for sequence_number in lost[:MAX_NACKED_PER_PACKET]:
+        for sequence_number in lost:
             if (newest - sequence_number) & 0xFFFF >= SRTP_REPLAY_WINDOW:
                 # libsrtp refuses to protect an index this far behind what it has sent.
                 self.counters["nack_too_old"] += 1
