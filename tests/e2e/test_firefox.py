@@ -158,7 +158,7 @@ def test_firefox_host_admits_mutes_and_removes_and_a_firefox_guest_leaves_and_re
     wait_for_equal_codes([fritz, frieda])
 
 
-def test_firefox_shares_its_screen_and_chromium_sees_it(
+def test_firefox_and_chromium_see_each_others_screen(
     browser: Browser, firefox: FirefoxBrowser, lan_server: Server, people: list[Person],
     artifacts: Path,
 ) -> None:
@@ -173,6 +173,14 @@ def test_firefox_shares_its_screen_and_chromium_sees_it(
     chloe.wait_for_playing({fritz.self_id}, kind="camera")
     chloe.screenshot(artifacts / "chromium-sees-firefox-screen.png")
     fritz.screenshot(artifacts / "firefox-sharing-screen.png")
+    # The other way: the Firefox host lets everyone share, and Chromium's screen plays there.
+    fritz.click("#toggle-screen")
+    fritz.wait_for("#toggle-screen[data-state='off']")
+    fritz.open_panel("participants")
+    fritz.click("#allow-screen")
+    chloe.wait_for("#toggle-screen:not([disabled])")
+    chloe.click("#toggle-screen")
+    fritz.wait_for_playing({chloe.self_id}, kind="screen")
 
 
 def send_keys(person: Person) -> list[tuple[int, bytes]]:
