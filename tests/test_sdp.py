@@ -15,6 +15,9 @@ import pytest
 
 from confide.sfu.sdp import (
     MAX_LINE_CHARS,
+    MAX_LINES,
+    MAX_SECTION_ATTRIBUTES,
+    MAX_SECTION_SSRCS,
     MAX_SECTIONS,
     AnswerSection,
     SentStream,
@@ -26,6 +29,7 @@ from confide.sfu.sdp import (
 
 # read_bytes: read_text would turn the CRLF line endings into LF.
 CHROME_OFFER = (Path(__file__).parent / "vectors" / "chrome_offer.sdp").read_bytes().decode()
+FIREFOX_OFFER = (Path(__file__).parent / "vectors" / "firefox_offer.sdp").read_bytes().decode()
 CHROME_FINGERPRINT = (
     "6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CD:87:32:BE:"
     "DD:8C:66:A5:8E:50:55:EA:20:C8:0E:93:C3:1A:8E:5A"
@@ -371,6 +375,29 @@ def test_offer_with_more_than_the_maximum_of_sections_is_refused() -> None:
         parse_offer(CHROME_OFFER + extra * (MAX_SECTIONS - 3))
 
 
+def test_offer_with_too_many_lines_is_refused() -> None:
+    with pytest.raises(ValueError, match="lines"):
+        parse_offer(CHROME_OFFER + "b=AS:1\r\n" * MAX_LINES)
+
+
+def test_a_section_with_too_many_attributes_is_refused() -> None:
+    with pytest.raises(ValueError, match="attributes"):
+        parse_offer(CHROME_OFFER + "a=x-filler\r\n" * MAX_SECTION_ATTRIBUTES)
+
+
+def test_a_section_with_too_many_ssrcs_is_refused() -> None:
+    ssrcs = "".join(f"a=ssrc:{1000 + i} cname:x\r\n" for i in range(MAX_SECTION_SSRCS + 1))
+    with pytest.raises(ValueError, match="SSRCs"):
+        parse_offer(CHROME_OFFER + ssrcs)
+
+
+def test_the_offers_of_real_browsers_are_far_below_the_caps() -> None:
+    for text in (CHROME_OFFER, FIREFOX_OFFER):
+        offer = parse_offer(text)
+        assert max(len(s.ssrcs) for s in offer.sections) <= 4
+        assert len(text.splitlines()) < MAX_SECTION_ATTRIBUTES
+
+
 def test_offer_with_the_maximum_of_sections_parses() -> None:
     extra = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"
     assert len(parse_offer(CHROME_OFFER + extra * (MAX_SECTIONS - 4)).sections) == MAX_SECTIONS
@@ -444,7 +471,6 @@ def test_fuzzed_offers_parse_or_raise_value_error() -> None:
 # sender and an audio and a video receiver: every section after the first has port 0
 # and `a=bundle-only` (RFC 8843 section 6), which is an offer, not a rejection.
 
-FIREFOX_OFFER = (Path(__file__).parent / "vectors" / "firefox_offer.sdp").read_bytes().decode()
 
 
 def test_firefox_offer_marks_sections_after_the_first_bundle_only() -> None:

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 MAX_SECTIONS = 512
 MAX_LINE_CHARS = 4096
+MAX_LINES = 65536
+MAX_SECTION_ATTRIBUTES = 1024
+"""Attribute lines one m-section may carry; Chrome's busiest video section has ~90."""
+MAX_SECTION_SSRCS = 64
 
 _TOKEN = re.compile(r"^[A-Za-z0-9+/=_.:\-]{1,256}$")
 
@@ -122,6 +126,9 @@ def parse_offer(text: str) -> SessionDescription:
     lines = text.replace("\r\n", "\n").split("\n")
     if not lines or not lines[0].startswith("v=0"):
         raise ValueError("SDP must start with v=0")
+    if len(lines) > MAX_LINES:
+        raise ValueError(f"SDP has more than {MAX_LINES} lines")
+    attributes = 0
     for line in lines:
         if not line:
             continue
@@ -142,9 +149,13 @@ def parse_offer(text: str) -> SessionDescription:
             )
             session.sections.append(current)
             rtpmaps, fmtps, feedback, fid_secondaries = {}, {}, {}, set()
+            attributes = 0
             continue
         if key != "a":
             continue
+        attributes += 1
+        if attributes > MAX_SECTION_ATTRIBUTES:
+            raise ValueError(f"SDP section has more than {MAX_SECTION_ATTRIBUTES} attributes")
         name, _, arg = value.partition(":")
         if name == "ice-ufrag":
             if current:
@@ -201,6 +212,8 @@ def parse_offer(text: str) -> SessionDescription:
             if not ssrc_text.isdigit() or int(ssrc_text) > 0xFFFFFFFF:
                 raise ValueError("SDP ssrc is malformed")
             if int(ssrc_text) not in current.ssrcs:
+                if len(current.ssrcs) >= MAX_SECTION_SSRCS:
+                    raise ValueError(f"SDP section names more than {MAX_SECTION_SSRCS} SSRCs")
                 current.ssrcs.append(int(ssrc_text))
         elif name == "ssrc-group":
             parts = arg.split()
