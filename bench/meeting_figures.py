@@ -24,14 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.proc import cpu_seconds  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Playwright, sync_playwright  # noqa: E402
 from tests.e2e.firefox import (  # noqa: E402
     FirefoxBrowser,
     FirefoxParticipant,
     VirtualDisplay,
 )
 from tests.e2e.netns import Namespace  # noqa: E402
-from tests.e2e.participant import CHROMIUM_ARGS, Participant, Person  # noqa: E402
+from tests.e2e.participant import CHROMIUM_ARGS, Participant, Person, Server  # noqa: E402
 from tests.e2e.server_process import start_server  # noqa: E402
 
 FIRST_FRAME_JS = """() => new Promise((resolve) => {
@@ -67,6 +67,15 @@ def time_joins(host: Person, link: str, tries: int, new_guest: Callable[[str], P
           f"min {min(latencies):.3f} s, max {max(latencies):.3f} s")
 
 
+def chromium_host(playwright: Playwright, server: Server) -> tuple[Browser, Participant, str]:
+    """Chromium, and in it the host of a new meeting, joined; returns the link too."""
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    host = Participant(browser, server, "Host")
+    link = host.create_meeting()
+    host.join()
+    return browser, host, link
+
+
 def firefox_joins(tries: int) -> None:
     namespace = Namespace.create("b")
     display = VirtualDisplay()
@@ -75,12 +84,7 @@ def firefox_joins(tries: int) -> None:
                              prefix=namespace.prefix, display=display.name)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
-            host = Participant(browser, server, "Host")
-            link = host.create_meeting()
-            host.join()
+            browser, host, link = chromium_host(playwright, server)
             print(f"guests in {firefox.version}, in a network namespace")
             time_joins(host, link, tries, lambda name: FirefoxParticipant(firefox, server, name))
             browser.close()
@@ -104,12 +108,7 @@ def main() -> None:
     process, server = start_server("bench-server.log")
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
-            host = Participant(browser, server, "Host")
-            link = host.create_meeting()
-            host.join()
+            browser, host, link = chromium_host(playwright, server)
             time_joins(host, link, args.tries, lambda name: Participant(browser, server, name))
 
             second = Participant(browser, server, "Second")

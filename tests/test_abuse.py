@@ -22,7 +22,7 @@ from bench.loadgen.meetings import ConfideMeeting
 from bench.loadgen.run import LoadRun, client_session, format_report, run_meeting
 from bench.loadgen.signalling import Meeting, b64url, b64url_decode, create_meeting
 from tests.e2e.participant import Server
-from tests.e2e.server_process import start_server
+from tests.e2e.server_process import free_port, start_server
 
 from confide.cli import parse_settings
 from confide.e2ee.link import derive_join_key
@@ -31,13 +31,6 @@ from confide.rooms.meeting import join_challenge
 from confide.sfu.rtp import Nack, serialize_compound
 from confide.signalling.session import ADDRESS_BYTES_BURST, ADDRESS_BYTES_RATE
 from confide.web.app import CREATIONS, HUB, create_app
-
-
-@pytest.fixture
-def unused_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -275,19 +268,20 @@ async def test_meeting_creation_is_limited_per_address(server: Server) -> None:
             assert reply.status == 201  # someone else still can
 
 
-async def test_limits_keep_no_address_and_forget_it_once_refilled(unused_udp_port: int) -> None:
+async def test_limits_keep_no_address_and_forget_it_once_refilled() -> None:
     """The review found departed people's addresses kept as rate-limit keys. Keys are
     now keyed hashes, and an entry goes once its limit has refilled. (A raw search of
     the process's memory can still find an address in memory Python freed but has not
     reused yet; nothing the server keeps refers to it.)"""
-    settings = parse_settings(["serve", "--port", "0", "--media-port", str(unused_udp_port)])
+    media_port = free_port(socket.SOCK_DGRAM)
+    settings = parse_settings(["serve", "--port", "0", "--media-port", str(media_port)])
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server = Server(base_url=f"http://127.0.0.1:{port}", media_port=unused_udp_port,
+    server = Server(base_url=f"http://127.0.0.1:{port}", media_port=media_port,
                     log_path=Path(os.devnull))
     try:
         async with aiohttp.ClientSession() as http, from_address("127.0.0.9") as visitor:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ class FirefoxBrowser:
         )
         self._lock = threading.Lock()
         self._next_id = 0
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read_lines, daemon=True).start()
         self.version = str(self.call(
             "launch", executable=FIREFOX, headless=display is None, prefs=prefs or {},
             timeout=90))
@@ -56,12 +60,31 @@ class FirefoxBrowser:
             assert self._process.stdin and self._process.stdout
             self._process.stdin.write((json.dumps(request) + "\n").encode())
             self._process.stdin.flush()
-            # Answers come in request order: one request is in flight at a time.
-            line = _read_line(self._process, timeout)
-        reply = json.loads(line)
+            reply = self._answer_to(self._next_id, timeout)
         if not reply["ok"]:
             raise DriverError(f"{op}: {reply['error']}")
         return reply["value"]
+
+    def _answer_to(self, request_id: int, timeout: float) -> dict[str, Any]:
+        """The driver's answer to this request; a late answer to an earlier one is skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no answer from the Firefox driver in {timeout} s") from None
+            if not line:
+                raise DriverError(f"the Firefox driver exited ({self._process.poll()})")
+            reply: dict[str, Any] = json.loads(line)
+            if reply.get("id") == request_id:
+                return reply
+
+    def _read_lines(self) -> None:
+        """One thread reads the driver's output for the browser's whole life."""
+        assert self._process.stdout
+        for line in self._process.stdout:
+            self._lines.put(line)
+        self._lines.put(b"")  # the driver exited
 
     def new_page(self, width: int = 1280, height: int = 720) -> FirefoxPage:
         return FirefoxPage(self, int(self.call("newPage", width=width, height=height)))
@@ -79,21 +102,6 @@ class FirefoxBrowser:
             self._process.kill()
             self._process.wait()
         self._log.close()
-
-
-def _read_line(process: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """One line from the driver, or TimeoutError if none comes in time."""
-    assert process.stdout
-    result: list[bytes] = []
-    reader = threading.Thread(target=lambda: result.append(process.stdout.readline()))  # type: ignore[union-attr]
-    reader.daemon = True
-    reader.start()
-    reader.join(timeout)
-    if not result:
-        raise TimeoutError(f"the Firefox driver did not answer within {timeout} s")
-    if not result[0]:
-        raise DriverError(f"the Firefox driver exited ({process.poll()})")
-    return result[0]
 
 
 class FirefoxPage:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import time
@@ -43,7 +42,7 @@ from .messages import (
     RemoteProtocolError,
     parse_client_message,
 )
-from .outbox import CLOSE_TIMEOUT, Outbox
+from .outbox import Outbox
 from .session import (
     ADDRESS_BYTES_BURST,
     ADDRESS_BYTES_RATE,
@@ -101,7 +100,7 @@ class Hub(HostPowers):
         await socket.prepare(request)
         self.sockets_by_address[address] += 1
         try:
-            await self._serve(Session(socket=socket, outbox=Outbox(socket), address=address))
+            await self._serve(Session(socket=socket, outbox=Outbox(socket), address_key=address))
         finally:
             self.sockets_by_address[address] -= 1
             if not self.sockets_by_address[address]:
@@ -124,7 +123,7 @@ class Hub(HostPowers):
                     break
                 now, size = time.monotonic(), len(frame.data)
                 if not (session.messages.take(now) and session.message_bytes.take(now, size)
-                        and self.bytes_by_address.allow(session.address, now, size)):
+                        and self.bytes_by_address.allow(session.address_key, now, size)):
                     self.counters["message_rate_limited"] += 1
                     await self._refuse(session, RemoteProtocolError(
                         "rate-limited", "too many messages: the connection was closed", fatal=True))
@@ -230,7 +229,7 @@ class Hub(HostPowers):
         now = time.monotonic()
         too_many = RemoteProtocolError(
             "rate-limited", "too many attempts to join: wait a minute", fatal=True)
-        if not self.joins_by_address.allow(session.address, now):
+        if not self.joins_by_address.allow(session.address_key, now):
             self.counters["join_rate_limited"] += 1
             raise too_many
         meeting = self.directory.get(hello.meeting)
@@ -346,11 +345,8 @@ class Hub(HostPowers):
 
     async def _drop(self, session: Session, reason: str) -> None:
         await self._depart(session, reason)
-        session.outbox.abandon()
         code = CLOSE_TOO_SLOW if reason == "too-slow" else CLOSE_GONE
-        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-            await asyncio.wait_for(
-                session.socket.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+        await session.outbox.close_now(code, reason.encode())
 
     async def _depart(self, session: Session, reason: str) -> None:
         """Take a participant out of its meeting (or its lobby), once, and tell the others."""
@@ -390,11 +386,5 @@ class Hub(HostPowers):
         """Close every socket at once with GOING_AWAY; a stuck one cannot hold up the rest."""
         everyone = [session for group in (*self.sessions.values(), *self.lobbies.values())
                     for session in group.values()]
-
-        async def close(session: Session) -> None:
-            session.outbox.abandon()
-            with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-                await asyncio.wait_for(session.socket.close(
-                    code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), CLOSE_TIMEOUT)
-
-        await asyncio.gather(*(close(session) for session in everyone))
+        await asyncio.gather(*(session.outbox.close_now(WSCloseCode.GOING_AWAY, b"server shutdown")
+                               for session in everyone))

@@ -67,6 +67,12 @@ class Outbox:
         self._queue.clear()
         self._queued_bytes = 0
 
+    async def close_now(self, code: int, message: bytes) -> None:
+        """Drop what is queued and close, within a bound, whatever the other end does."""
+        self.abandon()
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(self.socket.close(code=code, message=message), CLOSE_TIMEOUT)
+
     async def _write(self) -> None:
         try:
             while True:

@@ -42,7 +42,7 @@ class Session:
     socket: web.WebSocketResponse
     outbox: Outbox
     """Everything sent to this socket goes through here, written by its own task."""
-    address: str = ""
+    address_key: str = ""
     """A keyed hash of the client's address (limits.address_key), for its limits only."""
     meeting: Meeting | None = None
     participant: Participant | None = None
