@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from confide.e2ee.link import derive_join_key
 from confide.limits import address_key
 from confide.rooms.meeting import join_challenge
 from confide.sfu.rtp import Nack, serialize_compound
+from confide.signalling import hub as hub_module
+from confide.signalling.messages import parse_client_message
 from confide.signalling.session import ADDRESS_BYTES_BURST, ADDRESS_BYTES_RATE
 from confide.web.app import CREATIONS, HUB, create_app
 
@@ -268,11 +271,9 @@ async def test_meeting_creation_is_limited_per_address(server: Server) -> None:
             assert reply.status == 201  # someone else still can
 
 
-async def test_limits_keep_no_address_and_forget_it_once_refilled() -> None:
-    """The review found departed people's addresses kept as rate-limit keys. Keys are
-    now keyed hashes, and an entry goes once its limit has refilled. (A raw search of
-    the process's memory can still find an address in memory Python freed but has not
-    reused yet; nothing the server keeps refers to it.)"""
+@contextlib.asynccontextmanager
+async def server_in_this_process() -> AsyncIterator[tuple[web.Application, Server]]:
+    """The real app on loopback, in the test's own process, for looking inside it."""
     media_port = free_port(socket.SOCK_DGRAM)
     settings = parse_settings(["serve", "--port", "0", "--media-port", str(media_port)])
     app = create_app(settings)
@@ -281,29 +282,80 @@ async def test_limits_keep_no_address_and_forget_it_once_refilled() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server = Server(base_url=f"http://127.0.0.1:{port}", media_port=media_port,
-                    log_path=Path(os.devnull))
     try:
-        async with aiohttp.ClientSession() as http, from_address("127.0.0.9") as visitor:
-            meeting = await create_meeting(visitor, server.base_url)
-            host = await Member.join(http, server, meeting)
-            guest = await Member.join(visitor, server, meeting)
-            await guest.ws.send_json({"type": "leave"})
-            await guest.close()
-            await host.wait_for(lambda: bool(host.of_type("left")), "the guest to leave")
-            hub = app[HUB]
-            kept = repr((hub.joins_by_address.buckets, hub.joins_by_meeting.buckets,
-                         hub.sockets_by_address, app[CREATIONS].buckets))
-            assert "127.0.0.9" not in kept and address_key("127.0.0.9") in kept
-            # Once every limit has refilled, the periodic sweep forgets the entries.
-            later = time.monotonic() + 3600
-            hub.forget_idle(later)
-            app[CREATIONS].forget_idle(later)
-            assert address_key("127.0.0.9") not in repr(
-                (hub.joins_by_address.buckets, app[CREATIONS].buckets))
-            await host.close()
+        yield app, Server(base_url=f"http://127.0.0.1:{port}", media_port=media_port,
+                          log_path=Path(os.devnull))
     finally:
         await runner.cleanup()
+
+
+async def test_limits_keep_no_address_and_forget_it_once_refilled() -> None:
+    """The review found departed people's addresses kept as rate-limit keys. Keys are
+    now keyed hashes, and an entry goes once its limit has refilled."""
+    async with server_in_this_process() as (app, server), aiohttp.ClientSession() as http, \
+            from_address("127.0.0.9") as visitor:
+        meeting = await create_meeting(visitor, server.base_url)
+        host = await Member.join(http, server, meeting)
+        guest = await Member.join(visitor, server, meeting)
+        await guest.ws.send_json({"type": "leave"})
+        await guest.close()
+        await host.wait_for(lambda: bool(host.of_type("left")), "the guest to leave")
+        hub = app[HUB]
+        kept = repr((hub.joins_by_address.buckets, hub.joins_by_meeting.buckets,
+                     hub.sockets_by_address, hub.loop_time_by_address.buckets,
+                     app[CREATIONS].buckets))
+        assert "127.0.0.9" not in kept and address_key("127.0.0.9") in kept
+        # Once every limit has refilled, the periodic sweep forgets the entries.
+        later = time.monotonic() + 3600
+        hub.forget_idle(later)
+        app[CREATIONS].forget_idle(later)
+        assert address_key("127.0.0.9") not in repr(
+            (hub.joins_by_address.buckets, hub.loop_time_by_address.buckets,
+             app[CREATIONS].buckets))
+        await host.close()
+
+
+BURN_SECONDS = 0.03
+
+
+def parse_that_burns(text: str) -> object:
+    """A message the server finds expensive, whatever makes it so: 30 ms of CPU."""
+    if "burn" in text:
+        until = time.thread_time() + BURN_SECONDS
+        while time.thread_time() < until:
+            pass
+        text = '{"type": "ping"}'
+    return parse_client_message(text)
+
+
+async def test_no_participant_takes_more_than_its_share_of_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each message's CPU time is charged to its socket and its address. Someone whose
+    messages cost 30 ms each is let go once they have had their share (a tenth of the
+    loop, half a second at once); someone else in the meeting is not."""
+    monkeypatch.setattr(hub_module, "parse_client_message", parse_that_burns)
+    async with server_in_this_process() as (app, server), aiohttp.ClientSession() as http, \
+            from_address("127.0.0.10") as elsewhere:
+        meeting = await create_meeting(http, server.base_url)
+        member = await Member.join(http, server, meeting)
+        heavy = await Member.join(elsewhere, server, meeting)
+        for _ in range(100):
+            if heavy.ws.closed:
+                break
+            await heavy.ws.send_json({"type": "ping", "burn": True})
+            await asyncio.sleep(0.001)
+        await heavy.wait_for(lambda: bool(heavy.of_type("error")), "an error")
+        [error] = heavy.of_type("error")
+        assert (error["code"], error["fatal"]) == ("rate-limited", True)
+        # Half a second of burst at 30 ms each, plus what refilled meanwhile.
+        assert 10 <= len(heavy.of_type("pong")) <= 40, len(heavy.of_type("pong"))
+        assert app[HUB].counters["loop_share_exceeded"] == 1
+        await member.wait_for(lambda: bool(member.of_type("left")), "the heavy one to leave")
+        await member.ws.send_json({"type": "ping"})
+        await member.wait_for(lambda: bool(member.of_type("pong")), "a pong")
+        await member.close()
+        await heavy.close()
 
 
 async def test_figures_are_for_the_operator_only(server: Server) -> None:

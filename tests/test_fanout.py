@@ -145,3 +145,30 @@ def test_a_bad_address_costs_only_its_own_copy(sender: socket.socket, native: bo
     for sock, _, inbound in people:
         assert inbound.unprotect(sock.recv(4096))[2:4] == b"\x00\x09"
         sock.close()
+
+
+@pytest.mark.parametrize("native", ways())
+def test_many_packets_to_one_receiver_arrive_in_order_and_decrypt(sender: socket.socket,
+                                                                  native: bool) -> None:
+    """The answer to a NACK: 150 packets (more than one sendmmsg batch) for one
+    receiver, each protected under its key, in the order asked."""
+    [(sock, out, inbound)] = receivers(1)
+    packets = [rtp(sequence, size=200) for sequence in range(150)]
+    failed, dropped = FanOut(sender, native=native).send_each(packets, out,
+                                                              sock.getsockname())
+    assert (failed, dropped) == (0, 0)
+    got = [inbound.unprotect(sock.recv(2048)) for _ in packets]
+    assert got == packets
+    sock.close()
+
+
+@pytest.mark.parametrize("native", ways())
+def test_a_packet_too_short_to_protect_costs_only_itself(sender: socket.socket,
+                                                         native: bool) -> None:
+    [(sock, out, inbound)] = receivers(1)
+    packets = [rtp(1, size=100), b"\x80\x60\x00", rtp(2, size=100)]
+    failed, dropped = FanOut(sender, native=native).send_each(packets, out,
+                                                              sock.getsockname())
+    assert (failed, dropped) == (1, 0)
+    assert [inbound.unprotect(sock.recv(2048)) for _ in range(2)] == [packets[0], packets[2]]
+    sock.close()

@@ -47,6 +47,12 @@ class TokenBucket:
         self.tokens -= cost
         return True
 
+    def charge(self, now: float, cost: float) -> None:
+        """Take `cost` after the fact (time already spent): the bucket may go below
+        zero, and `take` refuses until it has refilled."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated_at) * self.rate) - cost
+        self.updated_at = now
+
     def full(self, now: float) -> bool:
         return self.tokens + (now - self.updated_at) * self.rate >= self.burst
 
@@ -58,12 +64,18 @@ class RateLimiter:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
     def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
+        return self._bucket(key, now).take(now, cost)
+
+    def charge(self, key: str, now: float, cost: float) -> None:
+        self._bucket(key, now).charge(now, cost)
+
+    def _bucket(self, key: str, now: float) -> TokenBucket:
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= MAX_TRACKED_KEYS:
                 self.forget_idle(now)
             bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, updated_at=now)
-        return bucket.take(now, cost)
+        return bucket
 
     def forget_idle(self, now: float) -> None:
         """Drop buckets that have refilled: they hold nothing a new bucket would not."""

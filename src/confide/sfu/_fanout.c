@@ -3,6 +3,9 @@
  * fan_out: protect one RTP packet for many receivers and send every copy with
  * sendmmsg, one system call per batch.
  *
+ * send_each: protect many RTP packets for one receiver (the answer to a NACK) and
+ * send them the same way.
+ *
  * drain: read a batch of datagrams with recvmmsg and forward, without Python,
  * each RTP packet whose (source address, SSRC) the SFU put in its table of known
  * routes: unprotect it, fan it out, and hand Python a short record for its
@@ -154,6 +157,63 @@ static PyObject *fan_out(PyObject *module, PyObject *args) {
     send_copies(fd, packet.buf, (int)packet.len, apply, sequence, &failed, &dropped);
     Py_DECREF(sequence);
     PyBuffer_Release(&packet);
+    if (failed == 0 && dropped == 0) return Py_NewRef(all_sent);
+    return Py_BuildValue("(nn)", failed, dropped);
+}
+
+/* Protect each packet of `packets` for the one receiver `target` (as prepared by
+ * fanout.py: srtp_t address, packed sockaddr) and send them in batches. */
+static PyObject *send_each(PyObject *module, PyObject *args) {
+    int fd;
+    PyObject *packets, *target;
+    if (!PyArg_ParseTuple(args, "iOO", &fd, &packets, &target)) return NULL;
+    if (protect == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_protect has not been called");
+        return NULL;
+    }
+    if (!PyTuple_Check(target) || PyTuple_GET_SIZE(target) < 2 ||
+        !PyBytes_Check(PyTuple_GET_ITEM(target, 1))) {
+        PyErr_SetString(PyExc_TypeError, "target must be (srtp_t address, packed sockaddr, ...)");
+        return NULL;
+    }
+    void *context = PyLong_AsVoidPtr(PyTuple_GET_ITEM(target, 0));
+    if (context == NULL) return NULL;
+    PyObject *address = PyTuple_GET_ITEM(target, 1);
+    PyObject *sequence = PySequence_Fast(packets, "packets must be a sequence");
+    if (sequence == NULL) return NULL;
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(sequence);
+    PyObject **items = PySequence_Fast_ITEMS(sequence);
+    Py_ssize_t failed = 0, dropped = 0;
+    int count = 0;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        PyObject *packet = items[i];
+        Py_ssize_t length;
+        if (!PyBytes_Check(packet) || (length = PyBytes_GET_SIZE(packet)) < 12 ||
+            length > SLOT - TRAILER) {
+            failed++;
+            continue;
+        }
+        unsigned char *slot = slots[count];
+        int protected_length = (int)length;
+        memcpy(slot, PyBytes_AS_STRING(packet), (size_t)length);
+        if (protect(context, slot, &protected_length) != 0) {
+            failed++;
+            continue;
+        }
+        vectors[count].iov_base = slot;
+        vectors[count].iov_len = (size_t)protected_length;
+        memset(&messages[count], 0, sizeof messages[count]);
+        messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
+        messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
+        messages[count].msg_hdr.msg_iov = &vectors[count];
+        messages[count].msg_hdr.msg_iovlen = 1;
+        if (++count == BATCH) {
+            dropped += flush(fd, count);
+            count = 0;
+        }
+    }
+    if (count > 0) dropped += flush(fd, count);
+    Py_DECREF(sequence);
     if (failed == 0 && dropped == 0) return Py_NewRef(all_sent);
     return Py_BuildValue("(nn)", failed, dropped);
 }
@@ -344,6 +404,8 @@ static PyMethodDef methods[] = {
     {"fan_out", fan_out, METH_VARARGS,
      "fan_out(fd, packet, [(srtp_t address, packed sockaddr), ...], rtcp=False)"
      " -> (failed, dropped)"},
+    {"send_each", send_each, METH_VARARGS,
+     "send_each(fd, [packet, ...], (srtp_t address, packed sockaddr, ...)) -> (failed, dropped)"},
     {"drain", drain, METH_VARARGS,
      "drain(fd, routes) -> (records, others, copies, failed, dropped, unauthentic): read up"
      " to 32 datagrams and forward those with a route; records are (stream, sequence"

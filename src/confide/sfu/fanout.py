@@ -116,6 +116,24 @@ class FanOut:
         result: tuple[int, int] = self.native.fan_out(self.fd, packet, prepared, rtcp)
         return result
 
+    def send_each(self, packets: Sequence[bytes], session: pylibsrtp.Session,
+                  address: Address) -> tuple[int, int]:
+        """Many packets to one receiver (the answer to a NACK), protected and sent
+        in batches. Returns (failed to protect, dropped)."""
+        if self.native is None:
+            failed = dropped = 0
+            for packet in packets:
+                one_failed, one_dropped = python_fan_out(self.sock, packet, [(session, address)])
+                failed += one_failed
+                dropped += one_dropped
+            return failed, dropped
+        prepared = self.prepare([(session, address)])
+        if not prepared:
+            return 0, len(packets)
+        result: tuple[int, int] = self.native.send_each(
+            self.fd, packets, cast(list[object], prepared)[0])
+        return result
+
     def learn(self, address: Address, ssrc: int, inbound: pylibsrtp.Session, targets: object,
               stream: object, blocked: set[str], keep_plain: bool) -> None:
         """From now on `drain` forwards this sender's packets of this SSRC to `targets`

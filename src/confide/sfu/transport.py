@@ -37,6 +37,7 @@ class MediaProtocol(asyncio.DatagramProtocol):
         # Forwarded media goes straight to the socket.
         self.sfu.prepare_targets = self.fan_out.prepare
         self.sfu.fan_out = self.fan_out
+        self.sfu.send_each = self.fan_out.send_each
 
     def transmit(self, data: bytes, address: tuple[str, int]) -> None:
         if self.transport is not None:
@@ -80,6 +81,7 @@ class FastMediaReader:
         sfu.transmit = self.transmit
         sfu.prepare_targets = fan_out.prepare
         sfu.fan_out = fan_out
+        sfu.send_each = fan_out.send_each
         sfu.learn_route = fan_out.learn
         sfu.forget_routes = fan_out.forget
         self.loop.add_reader(self.fd, self.readable)

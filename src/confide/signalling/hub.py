@@ -46,6 +46,8 @@ from .outbox import Outbox
 from .session import (
     ADDRESS_BYTES_BURST,
     ADDRESS_BYTES_RATE,
+    ADDRESS_LOOP_SHARE,
+    ADDRESS_LOOP_SHARE_BURST,
     CLOSE_GONE,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_RATE_LIMITED,
@@ -76,6 +78,8 @@ class Hub(HostPowers):
     joins_by_meeting: RateLimiter = field(init=False)
     bytes_by_address: RateLimiter = field(
         default_factory=lambda: RateLimiter(ADDRESS_BYTES_RATE, ADDRESS_BYTES_BURST))
+    loop_time_by_address: RateLimiter = field(
+        default_factory=lambda: RateLimiter(ADDRESS_LOOP_SHARE, ADDRESS_LOOP_SHARE_BURST))
     sockets_by_address: Counter[str] = field(default_factory=Counter)
     """Open WebSockets per client address, for the cap; an address leaves with its last."""
     on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
@@ -128,7 +132,19 @@ class Hub(HostPowers):
                     await self._refuse(session, RemoteProtocolError(
                         "rate-limited", "too many messages: the connection was closed", fatal=True))
                     break
+                if not (session.loop_time.take(now, 0)
+                        and self.loop_time_by_address.allow(session.address_key, now, 0)):
+                    self.counters["loop_share_exceeded"] += 1
+                    await self._refuse(session, RemoteProtocolError(
+                        "rate-limited", "your messages took more of the server's time than one"
+                        " participant may: the connection was closed", fatal=True))
+                    break
+                started = time.thread_time()
                 await self._receive(session, frame.data)
+                # Charged after the fact: what a message costs is known once it is handled.
+                spent = time.thread_time() - started
+                session.loop_time.charge(now, spent)
+                self.loop_time_by_address.charge(session.address_key, now, spent)
                 if session.closed:
                     break
         finally:
@@ -381,6 +397,7 @@ class Hub(HostPowers):
         self.joins_by_address.forget_idle(now)
         self.joins_by_meeting.forget_idle(now)
         self.bytes_by_address.forget_idle(now)
+        self.loop_time_by_address.forget_idle(now)
 
     async def close_all(self) -> None:
         """Close every socket at once with GOING_AWAY; a stuck one cannot hold up the rest."""

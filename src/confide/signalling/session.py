@@ -32,6 +32,13 @@ MESSAGE_BYTES_RATE, MESSAGE_BYTES_BURST = 512 * 1024.0, 4 * 1024 * 1024.0
 ADDRESS_BYTES_RATE, ADDRESS_BYTES_BURST = 2 * 1024 * 1024.0, 8 * 1024 * 1024.0
 """The same for all of one address's sockets together, so that reconnecting does not
 buy a new burst; a class behind one NAT address stays far below it."""
+LOOP_SHARE, LOOP_SHARE_BURST = 0.1, 0.5
+"""Seconds of the server's CPU per second that handling one socket's messages may
+take, and the most it may take at once: one participant never has more than a tenth
+of the event loop, whatever its messages cost."""
+ADDRESS_LOOP_SHARE, ADDRESS_LOOP_SHARE_BURST = 0.5, 4.0
+"""The same for all of one address's sockets together: a class behind one NAT address,
+each renegotiating as people join (a few ms an offer), stays well below it."""
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
                "meeting-ended", "bad-host-proof"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
@@ -61,6 +68,9 @@ class Session:
         MESSAGE_RATE, MESSAGE_BURST, updated_at=time.monotonic()))
     message_bytes: TokenBucket = field(default_factory=lambda: TokenBucket(
         MESSAGE_BYTES_RATE, MESSAGE_BYTES_BURST, updated_at=time.monotonic()))
+    loop_time: TokenBucket = field(default_factory=lambda: TokenBucket(
+        LOOP_SHARE, LOOP_SHARE_BURST, updated_at=time.monotonic()))
+    """CPU seconds its messages took, charged after each one (LOOP_SHARE)."""
 
 
 def participant_json(participant: Participant, moderation: Moderation) -> dict[str, Any]:
