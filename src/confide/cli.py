@@ -231,8 +231,26 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
 
 
+SCRUBBING_ALLOCATOR = {"PYTHONMALLOC": "malloc", "MALLOC_PERTURB_": "165"}
+"""Python's objects from glibc's malloc, which fills freed memory with 0xa5: a copy
+of the server's memory does not show a departed participant's address (or anything
+else) in memory that was freed but not yet reused. Costs nothing measurable on the
+media path, which barely allocates."""
+
+
+def run_with_scrubbing_allocator() -> None:
+    """Starts this same command again with SCRUBBING_ALLOCATOR, which Python reads
+    only at startup; the process id stays the same."""
+    if all(os.environ.get(name) == value for name, value in SCRUBBING_ALLOCATOR.items()):
+        return
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]],
+              {**os.environ, **SCRUBBING_ALLOCATOR})
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
+    if argv is None:
+        run_with_scrubbing_allocator()
     configure_logging(settings)
 
     ssl_context: ssl.SSLContext | None = None

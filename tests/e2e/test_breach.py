@@ -111,7 +111,9 @@ class Breach:
 @pytest.fixture(scope="module")
 def breach(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Breach]:
     store = tmp_path_factory.mktemp("store") / "confide.sqlite3"
-    process, server = start_server("breach-server.log", "--store", str(store))
+    # Sweeps each second, so that a departed visitor's address is gone in seconds.
+    process, server = start_server("breach-server.log", "--store", str(store),
+                                   "--expiry-interval", "1")
     people = [Participant(browser, server, name) for name in NAMES]
     try:
         for person in people:
@@ -207,3 +209,45 @@ def test_the_search_finds_the_same_values_sent_in_the_clear(breach: Breach) -> N
         assert label in found, f"{label} was sent in the clear but not found"
     assert any(label.startswith("sender key") for label in found)
     assert any(label.startswith("SFrame key") for label in found)
+
+
+VISITOR_ADDRESS = "127.0.0.213"
+"""A loopback address no one else in the suite uses: where a visitor comes from."""
+
+
+async def visit(base_url: str, link: str, pid: int) -> bytes:
+    """Someone with the link knocks from VISITOR_ADDRESS, waits in the lobby, and
+    leaves; returns a copy of the server's memory taken while they were there."""
+    meeting_id = link.split("/m/", 1)[1].split("#", 1)[0]
+    join_key = derive_join_key(decode_link_secret(link.split("#", 1)[1].split(".")[0]),
+                               meeting_id)
+    connector = aiohttp.TCPConnector(local_addr=(VISITOR_ADDRESS, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ws = await session.ws_connect(base_url.replace("http", "ws", 1) + "/ws")
+        nonce = base64.urlsafe_b64decode((await ws.receive_json())["nonce"] + "==")
+        await ws.send_json({
+            "type": "hello", "version": 1, "meeting": meeting_id,
+            "proof": encode_base64url(join_key.sign(join_challenge(meeting_id, nonce))),
+            "profile": "opaque",
+        })
+        assert (await ws.receive_json())["type"] in ("lobby", "welcome")
+        memory = read_process_memory(pid)
+        await ws.send_json({"type": "leave"})
+        await ws.close()
+    return memory
+
+
+def test_a_departed_visitors_address_is_gone_from_memory_within_seconds(breach: Breach) -> None:
+    """DESIGN.md: client addresses are seen while connected, not kept. The review found
+    them in memory after people had left, as rate-limit keys and in freed memory. The
+    copy shows the address while the visitor is there (so the search works), and no
+    trace of it once the server's sweep has run after they left."""
+    needle = VISITOR_ADDRESS.encode()
+    with ThreadPoolExecutor(1) as client:
+        while_there = client.submit(asyncio.run, visit(
+            breach.server.base_url, breach.link, breach.pid)).result()
+    assert needle in while_there
+    deadline = time.monotonic() + 60
+    while needle in read_process_memory(breach.pid):
+        assert time.monotonic() < deadline, "the visitor's address is still in memory"
+        time.sleep(0.5)

@@ -4,6 +4,7 @@ UDP socket and the optional meeting store, opened and closed with the app."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -227,6 +228,10 @@ async def _expire_meetings(app: web.Application) -> None:
             now = time.monotonic()
             app[HUB].forget_idle(now)
             app[CREATIONS].forget_idle(now)
+            # A closed connection leaves a reference cycle (aiohttp's request and
+            # handler) that still holds the client's address until a full collection;
+            # `confide serve` runs with an allocator that overwrites what is freed.
+            gc.collect()
         except Exception:
             logger.exception("expiring meetings failed")
 
