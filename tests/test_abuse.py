@@ -23,6 +23,7 @@ from bench.loadgen.meetings import ConfideMeeting
 from bench.loadgen.peer import Peer
 from bench.loadgen.run import LoadRun, Report, client_session, format_report, run_meeting
 from bench.loadgen.signalling import Meeting, b64url, b64url_decode, create_meeting
+from bench.proc import cpu_seconds
 from tests.e2e.memory import read_process_memory
 from tests.e2e.participant import Server
 from tests.e2e.server_process import free_port, start_server
@@ -542,6 +543,7 @@ async def test_a_nack_flood_in_one_meeting_leaves_another_meetings_media_alone(
             peer = abuser.recv_peer
             assert peer is not None and peer.srtp_tx is not None
             before = server.metrics()
+            cpu_before = cpu_seconds(server.pid)
             stop = asyncio.Event()
             datagrams = 0
 
@@ -565,7 +567,8 @@ async def test_a_nack_flood_in_one_meeting_leaves_another_meetings_media_alone(
                 stop.set()
                 await flooding
     after = server.metrics()
-    print(format_report(report), f"\nflood: {datagrams} datagrams")
+    cpu = cpu_seconds(server.pid) - cpu_before
+    print(format_report(report), f"\nflood: {datagrams} datagrams; server CPU {cpu:.2f} s")
     def grew(event: str) -> int:
         name = f'confide_media_events_total{{event="{event}"}}'
         return after.get(name, 0) - before.get(name, 0)

@@ -38,6 +38,8 @@ class Server:
     """Serves HTTPS with a certificate made at startup (`--self-signed`)."""
     metrics_url: str = ""
     """Its operator-only /metrics listener (`--metrics-listen`)."""
+    pid: int = 0
+    """Its process, where the test started one."""
 
     def metrics(self) -> dict[str, int]:
         text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()

@@ -55,7 +55,7 @@ def start_server(
     base_url = f"https://{host}:{port}" if host else f"http://localhost:{port}"
     server = Server(base_url=base_url, media_port=media_port, log_path=ARTIFACTS / log_name,
                     self_signed=bool(host),
-                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
+                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", pid=process.pid)
     deadline = time.monotonic() + 20
     while True:
         try:
