@@ -32,6 +32,7 @@ from confide.cli import parse_settings
 from confide.e2ee.link import derive_join_key
 from confide.limits import address_key
 from confide.rooms.meeting import join_challenge
+from confide.sfu.endpoint import PACKET_COST, SEND_BURST, SEND_RATE
 from confide.sfu.rtp import Nack, Pli, serialize_compound
 from confide.signalling import hub as hub_module
 from confide.signalling.messages import parse_client_message
@@ -651,3 +652,31 @@ async def test_a_nack_far_behind_costs_nothing_else_in_its_packet(server: Server
         assert report.feedback.pli >= 1  # at the publisher
 
     await beside_a_meeting(server, attack())
+
+
+async def test_a_participant_sending_40_mbits_is_held_to_its_rate(server: Server) -> None:
+    """A modified client sends 40 Mbit/s of video for the SFU to forward. What it may
+    send is bounded (endpoint.SEND_RATE): the rest is dropped before it is copied to
+    anyone, on the fast path too, and the meeting beside keeps its media."""
+    seconds = 4.0
+
+    async def attack() -> tuple[int, int]:
+        before = server.metrics()
+        async with client_session() as http:
+            flood = LoadRun(ConfideMeeting(http, server.base_url), video_kbps=40_000)
+            async with flood:
+                await flood.add(1, sends=True, subscribe=False)
+                await flood.add(1, sends=False, subscribe=False)
+                await flood.driver.subscribe(flood.participants)
+                report = await flood.window(seconds)
+        after = server.metrics()
+        name = 'confide_media_events_total{event="dropped_over_send_rate"}'
+        received = sum(r.received for n, r in report.receivers.items() if n != "all")
+        return received, after.get(name, 0) - before.get(name, 0)
+
+    received, dropped = await beside_a_meeting(server, attack())
+    print(f"40 Mbit/s sender: {received} packets forwarded in {seconds:g} s, {dropped} dropped")
+    packet_cost = 40_000 * 1000 // 8 // 30 // 151 + 12 + PACKET_COST
+    allowed = (SEND_BURST + SEND_RATE * (seconds + 1)) / packet_cost  # +1 s: joining
+    assert dropped > 0
+    assert received <= allowed * 1.1, (received, allowed)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from OpenSSL import SSL
 
 from confide.sfu.dtls import self_signed_certificate
-from confide.sfu.endpoint import Endpoint
+from confide.sfu.endpoint import PACKET_COST, SEND_BURST, SEND_RATE, Endpoint
 from confide.sfu.router import RETRANSMIT_BYTES_BURST, RETRANSMIT_BYTES_RATE
 from confide.sfu.rtp import (
     Nack,
@@ -1075,3 +1075,30 @@ def test_a_flood_of_nacks_costs_at_most_the_receivers_retransmission_budget(
     assert meeting.sfu.counters["nack_repeated"] > 0
     # Of each datagram's 3,072 sequence numbers, only the first 256 are looked at.
     assert meeting.sfu.counters["nack_ignored"] == 20 * (48 * 64 - 256)
+
+
+# --- What one participant may send --------------------------------------------------------------
+
+
+def test_a_publisher_sending_far_more_than_anyone_would_is_cut_to_its_rate(
+    meeting: Meeting,
+) -> None:
+    """8,000 packets of 1,200 bytes a second (77 Mbit/s) for two seconds: what passes
+    is the burst and the rate, and the rest is dropped before it costs a fan-out."""
+    payload = bytes(1200 - 12)
+    sent = 16_000
+    for i in range(sent):
+        meeting.publish(rtp_packet(CAMERA_SSRC, VP8_PT, i & 0xFFFF, 90 * i, payload),
+                        1.0 + i / 8000)
+    meeting.network.deliver()
+    forwarded = len(meeting.b.rtp)
+    allowed = (SEND_BURST + SEND_RATE * 2.0) / (1200 + PACKET_COST)
+    assert allowed * 0.95 <= forwarded <= allowed * 1.05, (forwarded, allowed)
+    assert meeting.sfu.counters["dropped_over_send_rate"] == sent - forwarded
+    # Back within its rate, it is forwarded in full again.
+    meeting.b.rtp.clear()
+    for i in range(100):
+        meeting.publish(rtp_packet(CAMERA_SSRC, VP8_PT, (sent + i) & 0xFFFF, 90 * i, payload),
+                        10.0 + i / 100)
+    meeting.network.deliver()
+    assert len(meeting.b.rtp) == 100

@@ -13,6 +13,14 @@ from .ice import IceLiteAgent
 from .router import PublishedStream, Subscription
 
 ADDRESS_CHANGE_BURST = 5.0
+SEND_RATE, SEND_BURST = 2_500_000.0, 5_000_000.0
+"""What one participant may send for the SFU to forward, in bytes a second and at
+once, each packet counted PACKET_COST bytes more than its length: about twice
+camera (2.5 Mbit/s), screen (4 Mbit/s) and audio together at their highest, with
+several 4K keyframes in the burst. Beyond it packets are dropped before they cost
+a fan-out."""
+PACKET_COST = 500
+"""So that a flood of small packets meets the limit too (5,000 a second)."""
 
 
 @dataclass(eq=False)
@@ -40,6 +48,11 @@ class Endpoint:
     address_changes: TokenBucket = field(
         default_factory=lambda: TokenBucket(rate=1.0, burst=ADDRESS_CHANGE_BURST))
     """Moves of the media address: a few while ICE settles, then one a second."""
+    sending: TokenBucket = field(
+        default_factory=lambda: TokenBucket(rate=SEND_RATE, burst=SEND_BURST))
+    """What it sends, for SEND_RATE."""
+    over_send_rate: bool = False
+    """Over SEND_RATE: its packets go through Python, which drops them, until it is not."""
     next_report_at: float = 0.0
     """When this participant's next receiver reports and REMB are due."""
     sdp_session_id: int = field(default_factory=lambda: secrets.randbits(62))

@@ -25,7 +25,7 @@ import pylibsrtp
 
 from .bwe import IDLE_BITRATE
 from .dtls import DtlsCertificate, DtlsRecordRejected, DtlsServerSession
-from .endpoint import Endpoint
+from .endpoint import PACKET_COST, SEND_BURST, Endpoint
 from .ice import is_unicast_source, parse_stun, stun_username
 from .router import PublishedStream, Route, Subscription, payload_type_map
 from .rtp import (
@@ -375,6 +375,11 @@ class Sfu:
         if stream.kind in endpoint.blocked:
             self.counters["dropped_blocked_by_host"] += 1
             return
+        if not endpoint.sending.take(now, len(packet) + PACKET_COST):
+            self.counters["dropped_over_send_rate"] += 1
+            return
+        if endpoint.over_send_rate and endpoint.sending.tokens >= SEND_BURST / 2:
+            endpoint.over_send_rate = False  # back within its rate: the fast path again
         sequence_number = (packet[2] << 8) | packet[3]
         stream.stats.add(sequence_number, int.from_bytes(packet[4:8], "big"), now)
         if stream.cache is not None:
@@ -386,8 +391,10 @@ class Sfu:
             stream.forwarded_octets += len(packet) - 12
             self.counters["rtp_forwarded"] += route.size
             self._count_fan_out(self.fan_out(packet, route.targets, False))
-            self.learn_route(address, ssrc, endpoint.srtp_in, route.targets, stream,
-                             endpoint.blocked, stream.cache is not None or bool(route.rewritten))
+            if not endpoint.over_send_rate:
+                self.learn_route(address, ssrc, endpoint.srtp_in, route.targets, stream,
+                                 endpoint.blocked,
+                                 stream.cache is not None or bool(route.rewritten))
         for subscription in route.rewritten:
             self._forward(subscription, packet)
 
@@ -412,7 +419,13 @@ class Sfu:
         if unauthentic:
             self.counters["dropped_malformed"] += unauthentic
         for stream, sequence_number, timestamp, length, packet, now in records:
-            stream.publisher.last_packet_at = now
+            publisher = stream.publisher
+            publisher.last_packet_at = now
+            publisher.sending.charge(now, length + PACKET_COST)
+            if publisher.sending.tokens < 0 and not publisher.over_send_rate:
+                # Sending more than it may: Python sees its next packets, and drops them.
+                publisher.over_send_rate = True
+                self.forget_routes()
             stream.stats.add(sequence_number, timestamp, now)
             stream.forwarded_packets += 1
             stream.forwarded_octets += length - 12
