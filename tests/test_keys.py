@@ -541,46 +541,50 @@ def test_wrap_refuses_our_own_mistakes() -> None:
 
 
 def test_chat_round_trip() -> None:
-    body = seal_chat(ALICE_KID, SENDER_KEY, "hello, world 👋")
+    body = seal_chat(ALICE_KID, 7, SENDER_KEY, "hello, world 👋")
     assert open_chat(body, SENDER_KEY) == "hello, world 👋"
 
 
 def test_chat_opens_once_parsed() -> None:
-    chat = parse_chat(seal_chat(ALICE_KID, SENDER_KEY, "hi"))
-    assert chat.kid == ALICE_KID
+    chat = parse_chat(seal_chat(ALICE_KID, 7, SENDER_KEY, "hi"))
+    assert (chat.kid, chat.seq) == (ALICE_KID, 7)
     assert open_chat(chat, SENDER_KEY) == "hi"
 
 
 def test_chat_is_aes_128_gcm_under_a_key_derived_from_the_sender_key() -> None:
-    body = json.loads(seal_chat(ALICE_KID, SENDER_KEY, "hi"))
-    assert list(body) == ["kid", "c"]
+    body = json.loads(seal_chat(ALICE_KID, 7, SENDER_KEY, "hi"))
+    assert list(body) == ["kid", "n", "c"]
     sealed = unb64(body["c"])
     chat_key = hkdf_sha256(SENDER_KEY, b"", b"confide/1 chat", 16)
-    aad = f"confide/1 chat|{ALICE_KID}".encode()
+    aad = f"confide/1 chat|{ALICE_KID}|7".encode()
     assert AESGCM(chat_key).decrypt(sealed[:12], sealed[12:], aad) == b"hi"
 
 
 def test_chat_under_another_key_is_refused() -> None:
-    body = seal_chat(ALICE_KID, SENDER_KEY, "hi")
+    body = seal_chat(ALICE_KID, 7, SENDER_KEY, "hi")
     with pytest.raises(E2eeError, match="blob failed to decrypt"):
         open_chat(body, ratchet(SENDER_KEY))
 
 
-def test_chat_with_a_changed_kid_is_refused() -> None:
-    chat = parse_chat(seal_chat(ALICE_KID, SENDER_KEY, "hi"))
+def test_chat_with_a_changed_kid_or_number_is_refused() -> None:
+    chat = parse_chat(seal_chat(ALICE_KID, 7, SENDER_KEY, "hi"))
     with pytest.raises(E2eeError, match="blob failed to decrypt"):
-        open_chat(SealedChat(ALICE_KID + 1, chat.sealed), SENDER_KEY)
+        open_chat(SealedChat(ALICE_KID + 1, 7, chat.sealed), SENDER_KEY)
+    with pytest.raises(E2eeError, match="blob failed to decrypt"):
+        open_chat(SealedChat(ALICE_KID, 8, chat.sealed), SENDER_KEY)
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ("hi", "chat message is not JSON"),
-        ('{"kid": "1", "c": ""}', "chat message is malformed"),
-        ('{"kid": 1}', "chat message is malformed"),
-        ('{"kid": 1e300, "c": ""}', "chat message is malformed"),
-        ('{"kid": 1, "c": "A"}', "chat message is not base64"),
-        ('{"kid": 1, "c": "AAAA"}', "sealed blob is too short"),
+        ('{"kid": "1", "n": 0, "c": ""}', "chat message is malformed"),
+        ('{"kid": 1, "n": 0}', "chat message is malformed"),
+        ('{"kid": 1, "c": ""}', "chat message is malformed"),
+        ('{"kid": 1, "n": -1, "c": ""}', "chat message is malformed"),
+        ('{"kid": 1e300, "n": 0, "c": ""}', "chat message is malformed"),
+        ('{"kid": 1, "n": 0, "c": "A"}', "chat message is not base64"),
+        ('{"kid": 1, "n": 0, "c": "AAAA"}', "sealed blob is too short"),
     ],
 )
 def test_malformed_chat_is_refused(body: str, message: str) -> None:
@@ -776,8 +780,8 @@ CHAT_TEXTS = ["hello", "", "Zoë says 👋 名前", "lone \ud800 surrogate", "\u
 
 @pytest.mark.parametrize("text", CHAT_TEXTS)
 def test_chat_from_javascript_opens_in_python(js: NodeParticipant, text: str) -> None:
-    body = js.run("seal-chat", kid=ALICE_KID, key=SENDER_KEY.hex(), text=text)["body"]
-    assert parse_chat(body).kid == ALICE_KID
+    body = js.run("seal-chat", kid=ALICE_KID, seq=3, key=SENDER_KEY.hex(), text=text)["body"]
+    assert (parse_chat(body).kid, parse_chat(body).seq) == (ALICE_KID, 3)
     # What the JavaScript sender would read back is what Python reads.
     expected = js.run("open-chat", body=body, key=SENDER_KEY.hex())["text"]
     assert open_chat(body, SENDER_KEY) == expected
@@ -786,9 +790,9 @@ def test_chat_from_javascript_opens_in_python(js: NodeParticipant, text: str) ->
 
 @pytest.mark.parametrize("text", CHAT_TEXTS)
 def test_chat_from_python_opens_in_javascript(js: NodeParticipant, text: str) -> None:
-    body = seal_chat(ALICE_KID, SENDER_KEY, text)
+    body = seal_chat(ALICE_KID, 7, SENDER_KEY, text)
     answer = js.run("open-chat", body=body, key=SENDER_KEY.hex())
-    assert answer == {"kid": ALICE_KID, "text": open_chat(body, SENDER_KEY)}
+    assert answer == {"kid": ALICE_KID, "seq": 7, "text": open_chat(body, SENDER_KEY)}
 
 
 @pytest.mark.parametrize(
@@ -799,14 +803,14 @@ def test_chat_from_python_opens_in_javascript(js: NodeParticipant, text: str) ->
 def test_undecodable_chat_reads_the_same_in_both(js: NodeParticipant, plaintext: bytes) -> None:
     iv = bytes(12)
     chat_key = hkdf_sha256(SENDER_KEY, b"", b"confide/1 chat", 16)
-    sealed = AESGCM(chat_key).encrypt(iv, plaintext, f"confide/1 chat|{ALICE_KID}".encode())
-    body = json.dumps({"kid": ALICE_KID, "c": b64(iv + sealed)})
+    sealed = AESGCM(chat_key).encrypt(iv, plaintext, f"confide/1 chat|{ALICE_KID}|0".encode())
+    body = json.dumps({"kid": ALICE_KID, "n": 0, "c": b64(iv + sealed)})
     answer = js.run("open-chat", body=body, key=SENDER_KEY.hex())
     assert answer["text"] == open_chat(body, SENDER_KEY)
 
 
 def test_javascript_refuses_python_chat_under_another_key(js: NodeParticipant) -> None:
-    body = seal_chat(ALICE_KID, SENDER_KEY, "hi")
+    body = seal_chat(ALICE_KID, 7, SENDER_KEY, "hi")
     assert js.refuses("open-chat", body=body, key=ratchet(SENDER_KEY).hex()) == (
         "blob failed to decrypt"
     )

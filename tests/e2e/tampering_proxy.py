@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-Tamper = Callable[[dict[str, Any]], dict[str, Any] | None]
-"""Rewrites a message from the server to a client; None drops it."""
+Tamper = Callable[[dict[str, Any]], dict[str, Any] | list[dict[str, Any]] | None]
+"""Rewrites a message from the server to a client; None drops it, and a list sends
+several in its place (to replay or forge messages)."""
 
 
 class TamperingProxy:
@@ -73,8 +74,10 @@ class TamperingProxy:
                     async for message in server:
                         if message.type == aiohttp.WSMsgType.TEXT:
                             tampered = self.tamper(json.loads(message.data))
-                            if tampered is not None:
-                                await client.send_str(json.dumps(tampered))
+                            if isinstance(tampered, dict):
+                                tampered = [tampered]
+                            for each in tampered or []:
+                                await client.send_str(json.dumps(each))
                     await client.close()
 
                 relay_down = asyncio.create_task(down())

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
+  CHAT_WINDOW,
+  ChatWindow,
   E2eeError,
   LABEL,
   MeetingKeys,
@@ -209,22 +211,41 @@ describe('sender keys', () => {
 describe('chat', () => {
   test('round trip under the sender key', async () => {
     const kid = kidOf(0x0a11ce, 2);
-    const parsed = parseChat(await sealChat(kid, SENDER_KEY, 'hello 👋'));
+    const parsed = parseChat(await sealChat(kid, 5, SENDER_KEY, 'hello 👋'));
     assert.equal(parsed.kid, kid);
-    assert.equal(await openChat(parsed.kid, SENDER_KEY, parsed.sealed), 'hello 👋');
+    assert.equal(parsed.seq, 5);
+    assert.equal(await openChat(parsed.kid, parsed.seq, SENDER_KEY, parsed.sealed), 'hello 👋');
   });
 
-  test('refuses another key and another KID', async () => {
+  test('refuses another key, another KID and another number', async () => {
     const kid = kidOf(0x0a11ce, 2);
-    const { sealed } = parseChat(await sealChat(kid, SENDER_KEY, 'hi'));
-    await assert.rejects(openChat(kid, await ratchet(SENDER_KEY), sealed), e2eeError(/failed to decrypt/));
-    await assert.rejects(openChat(kid + 1, SENDER_KEY, sealed), e2eeError(/failed to decrypt/));
+    const { sealed } = parseChat(await sealChat(kid, 5, SENDER_KEY, 'hi'));
+    await assert.rejects(openChat(kid, 5, await ratchet(SENDER_KEY), sealed), e2eeError(/failed to decrypt/));
+    await assert.rejects(openChat(kid + 1, 5, SENDER_KEY, sealed), e2eeError(/failed to decrypt/));
+    await assert.rejects(openChat(kid, 6, SENDER_KEY, sealed), e2eeError(/failed to decrypt/));
   });
 
   test('refuses malformed chat bodies', () => {
     assert.throws(() => parseChat('hi'), e2eeError(/not JSON/));
-    assert.throws(() => parseChat('{"kid": "1", "c": ""}'), e2eeError(/malformed/));
-    assert.throws(() => parseChat('{"kid": 1, "c": "A"}'), e2eeError(/not base64/));
+    assert.throws(() => parseChat('{"kid": "1", "n": 0, "c": ""}'), e2eeError(/malformed/));
+    assert.throws(() => parseChat('{"kid": 1, "c": ""}'), e2eeError(/malformed/));
+    assert.throws(() => parseChat('{"kid": 1, "n": -1, "c": ""}'), e2eeError(/malformed/));
+    assert.throws(() => parseChat('{"kid": 1, "n": 0, "c": "A"}'), e2eeError(/not base64/));
+  });
+
+  test('a message delivered twice, or far behind the newest, is refused', () => {
+    const window = new ChatWindow();
+    assert.equal(window.accept(1, 0), '');
+    assert.equal(window.accept(1, 0), 'delivered twice');
+    assert.equal(window.accept(2, 0), '', 'another sender counts on its own');
+    assert.equal(window.accept(1, 2), '');
+    assert.equal(window.accept(1, 1), '', 'a little out of order is fine');
+    assert.equal(window.accept(1, 1), 'delivered twice');
+    assert.equal(window.accept(1, 2 + CHAT_WINDOW), '');
+    assert.equal(window.accept(1, 2), 'too old');
+    assert.equal(window.accept(1, 3), '');
+    window.forget(1);
+    assert.equal(window.accept(1, 0), '', 'a sender who left is forgotten');
   });
 });
 

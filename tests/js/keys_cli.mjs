@@ -97,10 +97,10 @@ async function run(request) {
       return { kid, key: toHex(senderKey) };
     }
     case 'seal-chat':
-      return { body: await sealChat(request.kid, fromHex(request.key), request.text) };
+      return { body: await sealChat(request.kid, request.seq, fromHex(request.key), request.text) };
     case 'open-chat': {
-      const { kid, sealed } = parseChat(request.body);
-      return { kid, text: await openChat(kid, fromHex(request.key), sealed) };
+      const { kid, seq, sealed } = parseChat(request.body);
+      return { kid, seq, text: await openChat(kid, seq, fromHex(request.key), sealed) };
     }
     default:
       throw new Error(`unknown op ${request.op}`);

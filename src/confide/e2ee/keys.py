@@ -387,6 +387,8 @@ class SealedChat:
     """A chat body parsed but not yet opened: the KID says which key opens it."""
 
     kid: int
+    seq: int
+    """The sender's message number, from 0: receivers refuse one delivered twice."""
     sealed: bytes
 
 
@@ -394,27 +396,30 @@ def _chat_key(sender_key: bytes) -> bytes:
     return hkdf(sender_key, _EMPTY_SALT, f"{LABEL}chat", 16)
 
 
-def _chat_aad(kid: int) -> bytes:
-    return _utf8(f"{LABEL}chat|{kid}")
+def _chat_aad(kid: int, seq: int) -> bytes:
+    return _utf8(f"{LABEL}chat|{kid}|{seq}")
 
 
-def seal_chat(kid: int, sender_key: bytes, text: str) -> str:
-    """A chat message under my current sender key (the one `kid` names)."""
-    sealed = _seal(_chat_key(sender_key), _utf8(text), _chat_aad(kid))
-    return _dumps({"kid": kid, "c": _to_base64(sealed)})
+def seal_chat(kid: int, seq: int, sender_key: bytes, text: str) -> str:
+    """A chat message under my current sender key (the one `kid` names), as my
+    message number `seq`."""
+    sealed = _seal(_chat_key(sender_key), _utf8(text), _chat_aad(kid, seq))
+    return _dumps({"kid": kid, "n": seq, "c": _to_base64(sealed)})
 
 
 def parse_chat(body: str) -> SealedChat:
     """As e2ee.js parseChat: the KID and the sealed bytes, unchecked."""
     fields = _parse_json_object(body, "chat message")
     kid = _json_integer(fields.get("kid"))
+    seq = _json_integer(fields.get("n"))
     text = fields.get("c")
-    # Past 2^53 JavaScript would print the KID differently in the AAD; no real KID
-    # is that large (sender id and epoch take 32 bits).
-    if kid is None or abs(kid) > 2**53 - 1 or not isinstance(text, str):
+    # Past 2^53 JavaScript would print the numbers differently in the AAD; no real
+    # KID is that large (sender id and epoch take 32 bits).
+    if (kid is None or abs(kid) > 2**53 - 1 or seq is None or not 0 <= seq <= 2**53 - 1
+            or not isinstance(text, str)):
         raise E2eeError("chat message is malformed")
     try:
-        return SealedChat(kid, _from_base64(text))
+        return SealedChat(kid, seq, _from_base64(text))
     except ValueError:
         raise E2eeError("chat message is not base64") from None
 
@@ -422,4 +427,5 @@ def parse_chat(body: str) -> SealedChat:
 def open_chat(chat: str | SealedChat, sender_key: bytes) -> str:
     """The text of a chat body (or of one already parsed) under the sender's key."""
     parsed = parse_chat(chat) if isinstance(chat, str) else chat
-    return _from_utf8(_open(_chat_key(sender_key), parsed.sealed, _chat_aad(parsed.kid)))
+    return _from_utf8(_open(_chat_key(sender_key), parsed.sealed,
+                            _chat_aad(parsed.kid, parsed.seq)))

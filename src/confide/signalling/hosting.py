@@ -87,16 +87,20 @@ class HostPowers:
         moderation.apply(action)
         self.counters[f"host_action_{action.kind}"] += 1
         logger.info("host action meeting=%s kind=%s", meeting.id, action.kind)
+        signed = {"action": message.action,
+                  "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("=")}
         await self._broadcast(meeting.id, {
-            "type": "host-action", "from": session.participant.id, "action": message.action,
-            "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("="),
-        }, exclude=None)
-        await self._carry_out(meeting, action.kind, target, action.params)
+            "type": "host-action", "from": session.participant.id, **signed}, exclude=None)
+        await self._carry_out(meeting, action.kind, target, action.params, signed)
 
     async def _carry_out(
-        self, meeting: Meeting, kind: str, target: str | None, params: dict[str, Any] | None = None
+        self, meeting: Meeting, kind: str, target: str | None, params: dict[str, Any] | None = None,
+        signed: dict[str, str] | None = None,
     ) -> None:
-        """What the server does for an action that moves people, media or keys."""
+        """What the server does for an action that moves people, media or keys. The
+        people it sends away get the signed action with the notice, so that their
+        page can say it was the host (and not only the server) who did it."""
+        signed = signed or {}
         params = params or {}
         members = self.sessions.get(meeting.id, {})
         waiting = self.lobbies.get(meeting.id, {})
@@ -110,12 +114,13 @@ class HostPowers:
             guest.lobby_id = None
             await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
             await self._dismiss(guest, {"type": "error", "code": "denied", "fatal": True,
-                                        "message": "the host did not let you in"})
+                                        "message": "the host did not let you in", **signed})
             await self._tell_lobby(meeting)
         elif kind == "remove" and target is not None:
             removed = members[target]
             await self._dismiss(removed, {"type": "error", "code": "removed", "fatal": True,
-                                          "message": "the host removed you from the meeting"})
+                                          "message": "the host removed you from the meeting",
+                                          **signed})
             await self._depart(removed, "removed")
         elif kind in BLOCKING_ACTIONS and target is not None:
             endpoint = members[target].endpoint
@@ -129,7 +134,7 @@ class HostPowers:
             for lobby_id in list(waiting):
                 await self._carry_out(meeting, "admit", lobby_id)
         elif kind == "end":
-            await self._end(meeting)
+            await self._end(meeting, signed)
         elif kind == "rekey-link":
             # The old link stops working: only the new join key admits from now on.
             meeting.join_key = parse_base64url("join_key", str(params["join_key"]), 32)
@@ -143,12 +148,13 @@ class HostPowers:
         reason = str(last_message.get("code", last_message["type"])).encode()
         session.outbox.close_after_sending(CLOSE_REFUSED, reason)
 
-    async def _end(self, meeting: Meeting) -> None:
+    async def _end(self, meeting: Meeting, signed: dict[str, str]) -> None:
         everyone = [*self.sessions.get(meeting.id, {}).values(),
                     *self.lobbies.pop(meeting.id, {}).values()]
         for member in everyone:
             member.lobby_id = None
-            await self._dismiss(member, {"type": "ended", "message": "the host ended the meeting"})
+            await self._dismiss(member, {"type": "ended", "message": "the host ended the meeting",
+                                         **signed})
         for member in everyone:
             await self._depart(member, "ended")
         self.directory.meetings.pop(meeting.id, None)

@@ -940,8 +940,10 @@ const ERROR_TEXT = /** @type {Record<string, string>} */ ({
   'unsupported-version': 'This page is out of date: reload it and join again',
   denied: 'The host did not let you in',
   removed: 'The host removed you from the meeting',
+  'denied-unsigned': 'The server turned you away (the host did not sign this)',
+  'removed-unsigned': 'The server disconnected you (the host did not sign this)',
   'meeting-locked': 'The meeting is locked: nobody new can come in',
-  'meeting-ended': 'The host ended this meeting',
+  'meeting-ended': 'This meeting has ended',
   'rate-limited': 'Too many attempts: wait a minute and try again',
   'screen-share-not-allowed': 'Only the host can share a screen in this meeting',
   'chat-off': 'The host turned chat off',
@@ -990,7 +992,8 @@ function renderStatus(status, detail) {
 
 /** @param {{ code: string, message: string, fatal: boolean }} error */
 function onClientError({ code, message, fatal }) {
-  const text = ERROR_TEXT[code] || message || 'Something went wrong';
+  // Text of the server's own is shown as the server's.
+  const text = ERROR_TEXT[code] || (message ? `The server says: ${message}` : 'Something went wrong');
   if (fatal) {
     state.fatalError = text;
     if (state.client) {

@@ -295,21 +295,60 @@ async function chatKey(senderKey) {
   return aesKey(await hkdf(senderKey, new Uint8Array(0), `${LABEL}chat`, 16));
 }
 
-/** Encrypt a chat message under my current sender key. @param {number} kid @param {Uint8Array} senderKey @param {string} text */
-export async function sealChat(kid, senderKey, text) {
-  const sealed = await seal(await chatKey(senderKey), encoder.encode(text), encoder.encode(`${LABEL}chat|${kid}`));
-  return JSON.stringify({ kid, c: toBase64(sealed) });
+/** Chat AAD: the KID and the sender's message number, so neither can be changed. @param {number} kid @param {number} seq */
+const chatAad = (kid, seq) => encoder.encode(`${LABEL}chat|${kid}|${seq}`);
+
+/**
+ * Encrypt a chat message under my current sender key. `seq` numbers my messages
+ * from 0 for as long as I am in the meeting, so that a receiver can refuse one
+ * delivered twice. @param {number} kid @param {number} seq @param {Uint8Array} senderKey @param {string} text
+ */
+export async function sealChat(kid, seq, senderKey, text) {
+  const sealed = await seal(await chatKey(senderKey), encoder.encode(text), chatAad(kid, seq));
+  return JSON.stringify({ kid, n: seq, c: toBase64(sealed) });
 }
 
-/** @param {string} body @returns {{kid: number, sealed: Uint8Array}} */
+/** @param {string} body @returns {{kid: number, seq: number, sealed: Uint8Array}} */
 export function parseChat(body) {
   let parsed;
   try { parsed = JSON.parse(body); } catch { throw new E2eeError('chat message is not JSON'); }
-  if (!Number.isInteger(parsed?.kid) || typeof parsed?.c !== 'string') throw new E2eeError('chat message is malformed');
-  try { return { kid: parsed.kid, sealed: fromBase64(parsed.c) }; } catch { throw new E2eeError('chat message is not base64'); }
+  if (!Number.isInteger(parsed?.kid) || !Number.isSafeInteger(parsed?.n) || parsed.n < 0
+    || typeof parsed?.c !== 'string') throw new E2eeError('chat message is malformed');
+  try { return { kid: parsed.kid, seq: parsed.n, sealed: fromBase64(parsed.c) }; } catch { throw new E2eeError('chat message is not base64'); }
 }
 
-/** @param {number} kid @param {Uint8Array} senderKey @param {Uint8Array} sealed */
-export async function openChat(kid, senderKey, sealed) {
-  return decoder.decode(await open(await chatKey(senderKey), sealed, encoder.encode(`${LABEL}chat|${kid}`)));
+/** @param {number} kid @param {number} seq @param {Uint8Array} senderKey @param {Uint8Array} sealed */
+export async function openChat(kid, seq, senderKey, sealed) {
+  return decoder.decode(await open(await chatKey(senderKey), sealed, chatAad(kid, seq)));
+}
+
+/** How far behind a sender's newest message one may still arrive (the server may reorder a little). */
+export const CHAT_WINDOW = 64;
+
+/**
+ * Each sender's chat message numbers seen so far: a message delivered twice, or
+ * further behind the newest than CHAT_WINDOW, is refused.
+ */
+export class ChatWindow {
+  constructor() {
+    /** By sender id: the newest number and the numbers seen within the window. @type {Map<number, {newest: number, seen: Set<number>}>} */
+    this._senders = new Map();
+  }
+
+  /** '' if message `seq` of `senderId` is new (and now seen), else why not. @param {number} senderId @param {number} seq */
+  accept(senderId, seq) {
+    const sender = this._senders.get(senderId) ?? { newest: -1, seen: new Set() };
+    if (seq <= sender.newest - CHAT_WINDOW) return 'too old';
+    if (sender.seen.has(seq)) return 'delivered twice';
+    sender.seen.add(seq);
+    if (seq > sender.newest) {
+      sender.newest = seq;
+      for (const old of sender.seen) if (old <= seq - CHAT_WINDOW) sender.seen.delete(old);
+    }
+    this._senders.set(senderId, sender);
+    return '';
+  }
+
+  /** Forget a sender who left. @param {number} senderId */
+  forget(senderId) { this._senders.delete(senderId); }
 }

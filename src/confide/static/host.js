@@ -114,6 +114,47 @@ export async function signAction(privateKey, signerPublic, { meeting, kind, targ
   return { action: text, signature: b64url(signature) };
 }
 
+/** How old (or how far ahead of this clock) a host action may be: as the server's. */
+export const ACTION_MAX_AGE_MS = 5 * 60 * 1000;
+
+/** Kinds whose target is a person in the meeting: the action names their identity key too. */
+export const PERSON_TARGETED = new Set(['remove', 'mute', 'allow-unmute', 'stop-camera', 'stop-screen',
+  'cohost', 'revoke-cohost']);
+
+/** Kinds only the host may sign, never a co-host (the server refuses them too). */
+const HOST_ONLY = new Set(['cohost', 'revoke-cohost', 'rekey-link']);
+
+/**
+ * Refuses host actions the server replays or reorders: each is accepted once,
+ * while fresh, and a signer's actions only in the order they were signed. No DOM.
+ */
+export class ActionGuard {
+  constructor() {
+    /** Nonces of accepted actions and their times, kept while they would be fresh. @type {Map<string, number>} */
+    this._seen = new Map();
+    /** The time of the last action accepted from each signer. @type {Map<string, number>} */
+    this._lastBySigner = new Map();
+  }
+
+  /**
+   * Why an action must be refused ('too old', 'from the future', 'replayed', 'out of
+   * order'), or '' when it is accepted, and then remembered.
+   * @param {{time: number, nonce: string, signer: string}} action @param {number} now ms
+   */
+  check(action, now) {
+    if (typeof action.time !== 'number' || now - action.time > ACTION_MAX_AGE_MS) return 'too old';
+    if (action.time - now > ACTION_MAX_AGE_MS) return 'from the future';
+    if (this._seen.has(action.nonce)) return 'replayed';
+    if (action.time < (this._lastBySigner.get(action.signer) ?? -Infinity)) return 'out of order';
+    for (const [nonce, time] of this._seen) {
+      if (now - time > ACTION_MAX_AGE_MS) this._seen.delete(nonce);
+    }
+    this._seen.set(action.nonce, action.time);
+    this._lastBySigner.set(action.signer, action.time);
+    return '';
+  }
+}
+
 /**
  * Check a relayed host action: signed by the host whose hash the link carries, or
  * by a co-host the host named. Returns the parsed action, or null if it fails.
@@ -125,7 +166,7 @@ export async function verifyAction(text, signature, hostHash, cohostKeys) {
     const action = JSON.parse(text);
     const signer = fromB64url(action.signer);
     const isHost = b64url(await hostKeyHash(signer)) === b64url(hostHash);
-    if (!isHost && (!cohostKeys.has(action.signer) || ['cohost', 'revoke-cohost'].includes(action.kind))) {
+    if (!isHost && (!cohostKeys.has(action.signer) || HOST_ONLY.has(action.kind))) {
       return null;
     }
     const key = await crypto.subtle.importKey('raw', signer, { name: 'Ed25519' }, false, ['verify']);

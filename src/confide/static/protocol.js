@@ -7,12 +7,12 @@
  */
 
 import {
-  E2eeError, MeetingKeys, fingerprint, kidOf, linkSecretHash, openChat, parseChat, ratchet,
-  securityCode, sealChat,
+  ChatWindow, E2eeError, MeetingKeys, fingerprint, kidOf, linkSecretHash, openChat, parseChat,
+  ratchet, securityCode, sealChat,
 } from './e2ee.js';
 import {
-  HostKey, b64url, ed25519FromSeed, fromB64url, hostKeyHash, loadHostSeed, signAction, storeHostSeed,
-  verifyAction,
+  ActionGuard, HostKey, PERSON_TARGETED, b64url, ed25519FromSeed, fromB64url, hostKeyHash, loadHostSeed,
+  signAction, storeHostSeed, verifyAction,
 } from './host.js';
 
 const PROTOCOL_VERSION = 1;
@@ -119,7 +119,9 @@ export class MeetingClient {
     this.policy = { locked: false, lobby: true, screen_share: 'host', chat: true, has_host: true };
     /** Co-host keys named by host actions this client checked, by participant id. @type {Map<string, string>} */
     this._cohosts = new Map();
-    /** People waiting in the lobby (for hosts). @type {Map<string, {name: string, verified: boolean}>} */
+    /** Refuses host actions replayed, stale or reordered by the server. */
+    this._actionGuard = new ActionGuard();
+    /** People waiting in the lobby (for hosts), with their identity key if it verified. @type {Map<string, {name: string, verified: boolean, identity: string}>} */
     this.knocks = new Map();
     /** @type {(l: {position: number, hostHere: boolean}) => void} waiting in the lobby */
     this.onlobby = () => {};
@@ -181,6 +183,10 @@ export class MeetingClient {
     /** @type {MeetingKeys | null} */ this.keys = null;
     this._sendEpoch = 0;
     this._sendKey = new Uint8Array(0);
+    /** My chat messages' numbers, from 0 for this page's identity. */
+    this._chatSeq = 0;
+    /** Refuses chat messages the server delivers twice. */
+    this._chatWindow = new ChatWindow();
     /** Receive keys by sender id, then epoch, for chat. @type {Map<number, Map<number, Uint8Array>>} */
     this._receiveKeys = new Map();
     this.securityCode = '';
@@ -197,6 +203,8 @@ export class MeetingClient {
     /** @type {((sdp: string) => void) | null} */ this._answerWaiter = null;
     this._left = false;
     this._fatal = false;
+    /** A dismissal the host signed and this page checked: 'end', 'remove' or 'deny'. */
+    this._signedDismissal = '';
     this._attempt = 0;
     this._wasWelcomed = false;
     /** @type {number | undefined} */ this._pingTimer = undefined;
@@ -220,6 +228,7 @@ export class MeetingClient {
       }
     }
     this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
+    this._chatSeq = 0;
     await this._connect();
   }
 
@@ -313,7 +322,9 @@ export class MeetingClient {
         break;
       case 'ended':
         this._fatal = true;
-        this.onstatus('ended', 'The host ended the meeting');
+        if (message.action && this._signedDismissal !== 'end') await this._checkDismissal(message, 'end');
+        this.onstatus('ended', this._signedDismissal === 'end' ? 'The host ended the meeting'
+          : 'The server closed the meeting (the host did not sign this)');
         break;
       case 'welcome':
         this._selfId = message.you;
@@ -339,24 +350,9 @@ export class MeetingClient {
         if (person.peer) await this._ratchetForNewcomer(person.peer);
         break;
       }
-      case 'left': {
-        const person = this.participants.get(message.id);
-        if (!person) break;
-        this.participants.delete(message.id);
-        if (person.peer) {
-          // Their last frames may still be on the way: forget their keys after the grace period.
-          const { senderId } = person.peer;
-          window.setTimeout(() => {
-            this._receiveKeys.delete(senderId);
-            this._worker.postMessage({ type: 'forget-sender', senderId });
-          }, LEAVER_KEY_GRACE_MS);
-        }
-        this.onparticipantleft({ id: message.id, reason: message.reason });
-        await this._updateSecurityCode();
-        // The leaver holds our current key: make a fresh one for those who remain.
-        await this._rekey();
+      case 'left':
+        await this._forgetParticipant(message.id, message.reason);
         break;
-      }
       case 'relay':
         await this._receiveRelay(message.from, message.body);
         break;
@@ -377,13 +373,21 @@ export class MeetingClient {
       case 'chat':
         await this._receiveChat(message.from, message.body, message.time);
         break;
-      case 'error':
+      case 'error': {
+        let { code } = message;
+        if (code === 'removed' || code === 'denied') {
+          // Said in the host's name: believed only with the host's signature.
+          const kind = code === 'removed' ? 'remove' : 'deny';
+          if (message.action && this._signedDismissal !== kind) await this._checkDismissal(message, kind);
+          if (this._signedDismissal !== kind) code = `${code}-unsigned`;
+        }
         if (message.fatal) {
           this._fatal = true;
-          this.onstatus('failed', message.message);
+          this.onstatus('failed', `The server says: ${message.message}`);
         }
-        this.onerror({ code: message.code, message: message.message, fatal: message.fatal });
+        this.onerror({ code, message: message.message, fatal: message.fatal });
         break;
+      }
       default:
         break;
     }
@@ -414,6 +418,26 @@ export class MeetingClient {
     this.onparticipantjoined({ id: p.id, name: person.name, media: person.media });
     await this._updateSecurityCode();
     return person;
+  }
+
+  /** Someone left (or a verified action removed them). @param {string} id @param {string} reason */
+  async _forgetParticipant(id, reason) {
+    const person = this.participants.get(id);
+    if (!person) return;
+    this.participants.delete(id);
+    if (person.peer) {
+      // Their last frames may still be on the way: forget their keys after the grace period.
+      const { senderId } = person.peer;
+      window.setTimeout(() => {
+        this._receiveKeys.delete(senderId);
+        this._chatWindow.forget(senderId);
+        this._worker.postMessage({ type: 'forget-sender', senderId });
+      }, LEAVER_KEY_GRACE_MS);
+    }
+    this.onparticipantleft({ id, reason });
+    await this._updateSecurityCode();
+    // The leaver holds our current key: make a fresh one for those who remain.
+    await this._rekey();
   }
 
   async _updateSecurityCode() {
@@ -510,15 +534,17 @@ export class MeetingClient {
     const person = this.participants.get(from);
     if (!person?.peer) return;
     try {
-      const { kid, sealed } = parseChat(body);
+      const { kid, seq, sealed } = parseChat(body);
       if (Math.floor(kid / 256) !== person.peer.senderId) throw new E2eeError('chat names another sender');
       const key = await this._receiveKeyFor(kid);
       if (!key) throw new E2eeError('no key for this chat message yet');
-      const text = await openChat(kid, key, sealed);
+      const text = await openChat(kid, seq, key, sealed);
+      const refused = this._chatWindow.accept(person.peer.senderId, seq);
+      if (refused) throw new E2eeError(`a message ${refused}`);
       this.onchat({ from, name: person.name, text, time, self: false });
     } catch (error) {
       if (!(error instanceof E2eeError)) throw error;
-      this.onsecurityalert({ participantId: from, message: `A chat message failed to decrypt (${error.message})` });
+      this.onsecurityalert({ participantId: from, message: `A chat message was refused (${error.message})` });
     }
   }
 
@@ -749,27 +775,25 @@ export class MeetingClient {
   async _knock(id, profile) {
     let name = 'Unverified guest';
     let verified = false;
+    let identity = '';
     try {
-      name = (await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(profile)).name.slice(0, 64) || 'Guest';
+      const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(profile);
+      name = peer.name.slice(0, 64) || 'Guest';
+      identity = b64url(peer.sPublic);
       verified = true;
     } catch (error) {
       if (!(error instanceof E2eeError)) throw error;
     }
-    this.knocks.set(id, { name, verified });
+    this.knocks.set(id, { name, verified, identity });
     this.onknock({ id, name, verified });
   }
 
-  /** Check a relayed host action against the host key the link names, then act on it. @param {any} message */
+  /** Check a relayed host action (see _checkHostAction), then act on it. @param {any} message */
   async _receiveHostAction(message) {
-    const action = await verifyAction(String(message.action), String(message.signature), this.hostHash,
-      new Set(this._cohosts.values()));
-    if (!action || action.meeting !== this.meetingId) {
-      this.onsecurityalert({ participantId: message.from ?? null,
-        message: 'A host action that the host did not sign was ignored: possible attack' });
-      return;
-    }
+    const action = await this._checkHostAction(message);
+    if (!action) return;
     const { kind, target, params } = action;
-    if (kind === 'rekey-link' && message.from !== this._selfId) this._expectedLinkHash = String(params.secret_hash ?? '');
+    if (kind === 'rekey-link' && action.signer !== this._ownSigner()) this._expectedLinkHash = String(params.secret_hash ?? '');
     if (kind === 'cohost') this._cohosts.set(target, params.key);
     if (kind === 'revoke-cohost') this._cohosts.delete(target);
     if (target === this._selfId && (kind === 'cohost' || kind === 'revoke-cohost')) this.isCohost = kind === 'cohost';
@@ -779,14 +803,81 @@ export class MeetingClient {
       this.policy = { ...this.policy, ...(params.screen ? { screen_share: params.screen } : {}),
         ...(typeof params.chat === 'boolean' ? { chat: params.chat } : {}) };
     }
+    if (kind === 'end') this._signedDismissal = 'end';
     if (target === this._selfId) {
       // Honour the host: the SFU has stopped forwarding this anyway.
       if (kind === 'mute') this.setMicrophoneEnabled(false);
       if (kind === 'stop-screen') await this.stopScreenShare();
+      if (kind === 'remove') this._signedDismissal = 'remove';
     }
     this.onpolicy();
-    const by = message.from === this._selfId ? 'You' : this.participants.get(message.from)?.name ?? 'The host';
-    this.onhostaction({ kind, target, params, by, byHost: action.byHost });
+    this.onhostaction({ kind, target, params, by: this._signerName(action), byHost: action.byHost });
+    if (kind === 'remove' && target !== this._selfId && this.participants.has(target)) {
+      // Whatever the server does with them: their keys go, and ours change.
+      await this._forgetParticipant(target, 'removed');
+    }
+  }
+
+  /**
+   * A relayed host action, checked: signed by the host (or a co-host the host named)
+   * for this meeting, fresh, not seen before, in its signer's order, and naming as
+   * its target the person this page shows under that id. Otherwise null, and the
+   * page raises the possible-attack alert. @param {any} message
+   */
+  async _checkHostAction(message) {
+    const action = await verifyAction(String(message.action), String(message.signature), this.hostHash,
+      new Set(this._cohosts.values()));
+    let problem = '';
+    if (!action || action.meeting !== this.meetingId) {
+      problem = 'that the host did not sign';
+    } else {
+      const refused = this._actionGuard.check(action, Date.now());
+      if (refused) problem = ACTION_REFUSED[refused] ?? refused;
+      else if (!this._namesItsTarget(action)) problem = 'aimed at someone other than the person it names';
+    }
+    if (problem) {
+      this.onsecurityalert({ participantId: null, message: `A host action ${problem} was ignored: possible attack` });
+      return null;
+    }
+    return action;
+  }
+
+  /**
+   * Whether a person-targeted action's signed identity key is that of the person
+   * this page knows under the target id (the server chooses ids, so it could
+   * otherwise aim an action at someone else). @param {any} action
+   */
+  _namesItsTarget(action) {
+    if (!PERSON_TARGETED.has(action.kind)) return true;
+    const named = typeof action.params?.identity === 'string' ? action.params.identity : '';
+    if (action.target === this._selfId) return Boolean(this.keys) && named === b64url(/** @type {MeetingKeys} */ (this.keys).sPublic);
+    const person = this.participants.get(action.target);
+    if (!person) return true; // gone already: there is nobody here to act on
+    return named === (person.peer ? b64url(person.peer.sPublic) : '');
+  }
+
+  /**
+   * The signed action a dismissal carries ('ended', 'removed', 'denied'): it counts
+   * only if it checks out and names this person. @param {any} message @param {string} kind
+   */
+  async _checkDismissal(message, kind) {
+    const action = await this._checkHostAction(message);
+    if (!action || action.kind !== kind) return;
+    const mine = this.keys ? b64url(this.keys.sPublic) : '';
+    if (kind === 'end' || action.params?.identity === mine) this._signedDismissal = kind;
+  }
+
+  /** This page's own signing keys, as actions name their signer. */
+  _ownSigner() {
+    return this.hostKey ? b64url(this.hostKey.publicKey) : this.keys ? b64url(this.keys.sPublic) : '';
+  }
+
+  /** Who signed an action, as this page can tell from the key: not the server's word. @param {any} action */
+  _signerName(action) {
+    if (action.signer === this._ownSigner() || (this.keys && action.signer === b64url(this.keys.sPublic))) return 'You';
+    if (action.byHost) return 'The host';
+    const cohost = [...this.participants.values()].find((p) => p.peer && b64url(p.peer.sPublic) === action.signer);
+    return cohost?.name ?? 'A co-host';
   }
 
   /**
@@ -867,6 +958,10 @@ export class MeetingClient {
 
   /** Sign a host action with the host key (or, for a co-host, its identity key) and send it. @param {string} kind @param {string | null} [target] @param {object} [params] */
   async hostAct(kind, target = null, params = {}) {
+    if (target !== null && (PERSON_TARGETED.has(kind) || kind === 'admit' || kind === 'deny')) {
+      // Name the person by their key too: the server picks ids, and could re-aim them.
+      params = { ...params, identity: this._identityOf(target) };
+    }
     let signed;
     if (this.isHost && this.hostKey) {
       signed = await signAction(this.hostKey.privateKey, this.hostKey.publicKey, { meeting: this.meetingId, kind, target, params });
@@ -876,6 +971,13 @@ export class MeetingClient {
       throw new Error('only the host can do that');
     }
     this._send({ type: 'host-action', ...signed });
+  }
+
+  /** The identity key (base64url) of a person here or knocking, '' if unverified. @param {string} id */
+  _identityOf(id) {
+    if (id === this._selfId) return this.keys ? b64url(this.keys.sPublic) : '';
+    const peer = this.participants.get(id)?.peer;
+    return peer ? b64url(peer.sPublic) : this.knocks.get(id)?.identity ?? '';
   }
 
   /** @param {string} id */ admit(id) { return this.hostAct('admit', id); }
@@ -907,7 +1009,7 @@ export class MeetingClient {
     if (!this._sendKey.length) return;
     const trimmed = text.trim();
     if (!trimmed) return;
-    sealChat(this._sendKid, this._sendKey, trimmed)
+    sealChat(this._sendKid, this._chatSeq++, this._sendKey, trimmed)
       .then((body) => this._send({ type: 'chat', body }))
       .catch((error) => console.error('confide: chat not sent', error));
     this.onchat({ from: this._selfId, name: this._name, text: trimmed, time: Date.now(), self: true });
@@ -921,6 +1023,14 @@ export class MeetingClient {
     this.onstatus('ended', 'You left the meeting');
   }
 }
+
+/** How a refused host action is described in the possible-attack alert. @type {Record<string, string>} */
+const ACTION_REFUSED = {
+  'too old': 'that is too old',
+  'from the future': 'dated in the future',
+  replayed: 'that was already done once',
+  'out of order': 'that came out of order',
+};
 
 const LOOPBACK_UNREACHABLE = 'Media cannot reach the server at its loopback address. Some browsers, '
   + 'Firefox among them, send no media to 127.0.0.1: open the meeting at the server\'s network address';

@@ -1,0 +1,193 @@
+"""What the host decides holds end to end: a server that replays, re-aims or makes
+up host actions changes nothing on the clients, and the page says so.
+
+Each test puts one participant behind a tampering server (tests/e2e/
+tampering_proxy.py) that plays the attack, while the host talks to the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser
+
+from .participant import Participant, Server
+from .tampering_proxy import Tamper, TamperingProxy
+
+
+@pytest.fixture
+def behind_proxy(server: Server) -> Iterator[tuple[TamperingProxy, Server]]:
+    """A tampering server in front of the real one; the test sets its `tamper`."""
+    proxy = TamperingProxy(server.base_url, lambda message: message)
+    proxy.start()
+    yield proxy, Server(base_url=proxy.base_url, media_port=server.media_port,
+                        log_path=server.log_path, metrics_url=server.metrics_url)
+    proxy.stop()
+
+
+def on_ping(forge: Any) -> Tamper:
+    """Sends what `forge()` returns when the client next pings, then the pong."""
+    def tamper(message: dict[str, Any]) -> list[dict[str, Any]]:
+        if message["type"] == "pong":
+            return [*forge(), message]
+        return [message]
+    return tamper
+
+
+def alert_text(person: Participant) -> str:
+    alert = person.page.locator("#security-alert")
+    alert.wait_for(state="visible", timeout=10_000)
+    return alert.inner_text()
+
+
+def test_a_replayed_host_action_is_refused(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+    artifacts: Path,
+) -> None:
+    """The host locks the meeting and unlocks it again; the server then delivers the
+    signed lock a second time. Before, the guest's page showed the meeting locked."""
+    proxy, tampered = behind_proxy
+    seen: list[dict[str, Any]] = []
+
+    def record(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] == "host-action":
+            seen.append(message)
+        return message
+
+    proxy.tamper = record
+    host = Participant(browser, server, "Hilde")
+    guest = Participant(browser, tampered, "Vera")
+    try:
+        link = host.create_meeting()
+        host.join()
+        guest.join(link.replace(server.base_url, tampered.base_url))
+        host.open_panel("participants")
+        host.page.locator("#lock-meeting").check()
+        guest.page.locator("#locked-indicator").wait_for(state="visible")
+        host.page.locator("#lock-meeting").uncheck()
+        guest.page.locator("#locked-indicator").wait_for(state="hidden")
+        [lock] = [m for m in seen if json.loads(m["action"])["kind"] == "lock"]
+        proxy.tamper = on_ping(lambda: [lock])
+        guest.client_call("_send", {"type": "ping"})
+        assert "already done once" in alert_text(guest)
+        guest.page.screenshot(path=str(artifacts / "authority-replayed-action.png"))
+        assert guest.evaluate("() => window.confideClient.policy.locked") is False
+        assert guest.page.locator("#locked-indicator").is_hidden()
+    finally:
+        host.close()
+        guest.close()
+
+
+def test_a_host_action_the_server_re_aims_is_refused(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+    artifacts: Path,
+) -> None:
+    """The server tells Vera's page that she has Carl's id (and Carl hers), then
+    relays the host's signed mute of Carl. Before, Vera's page muted her."""
+    proxy, tampered = behind_proxy
+    host = Participant(browser, server, "Hilde")
+    carl = Participant(browser, server, "Carl")
+    vera = Participant(browser, tampered, "Vera")
+    ids: dict[str, str] = {}
+
+    def swap_ids(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] == "welcome":
+            ids["vera"] = message["you"]
+        if "vera" not in ids:
+            return message
+        signed = {k: message.pop(k) for k in ("action", "signature") if k in message}
+        text = json.dumps(message)
+        text = text.replace(ids["carl"], "@swap@").replace(ids["vera"], ids["carl"])
+        return {**json.loads(text.replace("@swap@", ids["vera"])), **signed}
+
+    try:
+        link = host.create_meeting()
+        host.join()
+        carl.join(link)
+        ids["carl"] = carl.self_id
+        proxy.tamper = swap_ids
+        vera.join(link.replace(server.base_url, tampered.base_url))
+        assert vera.evaluate("() => window.confideClient.selfId") == ids["carl"]
+        host.client_call("mute", ids["carl"])
+        assert "aimed at someone other" in alert_text(vera)
+        vera.page.screenshot(path=str(artifacts / "authority-re-aimed-action.png"))
+        assert vera.evaluate("() => window.confideClient._microphoneEnabled") is True
+        # The real Carl was muted, as the host meant.
+        carl.page.get_by_text("The host muted you").first.wait_for(timeout=10_000)
+    finally:
+        for person in (host, carl, vera):
+            person.close()
+
+
+def test_a_removal_the_host_did_not_sign_is_worded_as_the_servers(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+) -> None:
+    proxy, tampered = behind_proxy
+    host = Participant(browser, server, "Hilde")
+    guest = Participant(browser, tampered, "Vera")
+    try:
+        link = host.create_meeting()
+        host.join()
+        guest.join(link.replace(server.base_url, tampered.base_url))
+        proxy.tamper = on_ping(lambda: [{
+            "type": "error", "code": "removed", "fatal": True,
+            "message": "the host removed you from the meeting"}])
+        guest.client_call("_send", {"type": "ping"})
+        guest.wait_for_status("failed")
+        assert "The server disconnected you (the host did not sign this)" in guest.status_text
+        assert "host removed" not in guest.page.locator("body").inner_text()
+    finally:
+        host.close()
+        guest.close()
+
+
+def test_an_end_the_host_did_not_sign_is_worded_as_the_servers(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+) -> None:
+    proxy, tampered = behind_proxy
+    host = Participant(browser, server, "Hilde")
+    guest = Participant(browser, tampered, "Vera")
+    try:
+        link = host.create_meeting()
+        host.join()
+        guest.join(link.replace(server.base_url, tampered.base_url))
+        proxy.tamper = on_ping(lambda: [{"type": "ended", "message": "the host ended the meeting"}])
+        guest.client_call("_send", {"type": "ping"})
+        guest.page.get_by_text("The server closed the meeting").first.wait_for(timeout=10_000)
+        assert "host ended" not in guest.page.locator("body").inner_text().lower()
+    finally:
+        host.close()
+        guest.close()
+
+
+def test_a_chat_message_delivered_twice_shows_once(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+) -> None:
+    proxy, tampered = behind_proxy
+    chats: list[dict[str, Any]] = []
+
+    def record(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] == "chat":
+            chats.append(message)
+        return message
+
+    proxy.tamper = record
+    host = Participant(browser, server, "Hilde")
+    guest = Participant(browser, tampered, "Vera")
+    try:
+        link = host.create_meeting()
+        host.join()
+        guest.join(link.replace(server.base_url, tampered.base_url))
+        host.send_chat("said once")
+        guest.page.wait_for_selector(".chat-message:has-text('said once')", state="attached")
+        proxy.tamper = on_ping(lambda: [chats[-1]])
+        guest.client_call("_send", {"type": "ping"})
+        assert "delivered twice" in alert_text(guest)
+        assert guest.page.locator(".chat-message:has-text('said once')").count() == 1
+    finally:
+        host.close()
+        guest.close()
