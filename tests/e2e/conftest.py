@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from .firefox import FirefoxBrowser, VirtualDisplay
 from .netns import Namespace
-from .participant import CHROMIUM_ARGS, Server
+from .participant import CHROMIUM_ARGS, OPENED, Server
 from .server_process import ARTIFACTS, start_server
 
 SUITE_CREATE_RATE = ("--create-rate-per-address", "10/1000")
@@ -77,3 +77,15 @@ def firefox(other_host: Namespace) -> Iterator[FirefoxBrowser]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def no_false_alarms() -> Iterator[None]:
+    """An honest meeting never shows the possible-attack alert: every test fails if
+    one of its pages did, unless the test plays an attack and says so."""
+    OPENED.clear()
+    yield
+    raised = {p.name: p.security_alerts for p in OPENED
+              if p.security_alerts and not p.expects_alerts}
+    OPENED.clear()
+    assert not raised, f"possible-attack alerts in an honest meeting: {raised}"

@@ -310,6 +310,12 @@ class Person:
             ".map((m) => m.innerText)"))
 
 
+ALERT_PREFIX = "confide: possible attack: "
+"""What the page logs with each possible-attack alert it shows (app.js)."""
+OPENED: list[Participant] = []
+"""Chromium participants of the running test, checked for alerts when it ends."""
+
+
 class Participant(Person):
     """A person in Chromium, driven by Playwright; `page` is theirs for anything else."""
 
@@ -321,6 +327,13 @@ class Participant(Person):
         self.page: Page = self.context.new_page()
         self.console: list[str] = []
         self.page.on("console", lambda message: self.console.append(message.text))
+        self.expects_alerts = False
+        """Set by tests that play an attack; otherwise any alert fails the test."""
+        OPENED.append(self)
+
+    @property
+    def security_alerts(self) -> list[str]:
+        return [line for line in self.console if line.startswith(ALERT_PREFIX)]
 
     def click(self, selector: str) -> None:
         self.page.locator(selector).click()

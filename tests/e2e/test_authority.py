@@ -61,6 +61,7 @@ def test_a_replayed_host_action_is_refused(
     proxy.tamper = record
     host = Participant(browser, server, "Hilde")
     guest = Participant(browser, tampered, "Vera")
+    guest.expects_alerts = True
     try:
         link = host.create_meeting()
         host.join()
@@ -92,6 +93,7 @@ def test_a_host_action_the_server_re_aims_is_refused(
     host = Participant(browser, server, "Hilde")
     carl = Participant(browser, server, "Carl")
     vera = Participant(browser, tampered, "Vera")
+    vera.expects_alerts = True
     ids: dict[str, str] = {}
 
     def swap_ids(message: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +131,7 @@ def test_a_removal_the_host_did_not_sign_is_worded_as_the_servers(
     proxy, tampered = behind_proxy
     host = Participant(browser, server, "Hilde")
     guest = Participant(browser, tampered, "Vera")
+    guest.expects_alerts = True
     try:
         link = host.create_meeting()
         host.join()
@@ -151,6 +154,7 @@ def test_an_end_the_host_did_not_sign_is_worded_as_the_servers(
     proxy, tampered = behind_proxy
     host = Participant(browser, server, "Hilde")
     guest = Participant(browser, tampered, "Vera")
+    guest.expects_alerts = True
     try:
         link = host.create_meeting()
         host.join()
@@ -178,6 +182,7 @@ def test_a_chat_message_delivered_twice_shows_once(
     proxy.tamper = record
     host = Participant(browser, server, "Hilde")
     guest = Participant(browser, tampered, "Vera")
+    guest.expects_alerts = True
     try:
         link = host.create_meeting()
         host.join()
@@ -191,3 +196,52 @@ def test_a_chat_message_delivered_twice_shows_once(
     finally:
         host.close()
         guest.close()
+
+
+def test_a_stream_the_server_puts_in_someone_elses_tile_is_not_played(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+    artifacts: Path,
+) -> None:
+    """The server labels Hilde's camera as Carl's and Carl's as Hilde's in what it
+    tells Vera. Before, Vera's page played each in the other's tile: the frames
+    decrypted under keys Vera had. Now a tile plays only its own person's frames."""
+    proxy, tampered = behind_proxy
+    host = Participant(browser, server, "Hilde")
+    carl = Participant(browser, server, "Carl")
+    vera = Participant(browser, tampered, "Vera")
+    vera.expects_alerts = True
+    ids: dict[str, str] = {}
+
+    def relabel(streams: list[dict[str, Any]]) -> None:
+        for stream in streams:
+            if stream["kind"] == "camera" and stream["participant"] in (ids["hilde"], ids["carl"]):
+                stream["participant"] = (ids["carl"] if stream["participant"] == ids["hilde"]
+                                         else ids["hilde"])
+
+    def swap_cameras(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] in ("welcome", "streams"):
+            relabel(message["streams"])
+        return message
+
+    try:
+        link = host.create_meeting()
+        host.join()
+        carl.join(link)
+        assert carl.self_id in host.wait_for_playing({carl.self_id})
+        ids.update(hilde=host.self_id, carl=carl.self_id)
+        proxy.tamper = swap_cameras
+        vera.join(link.replace(server.base_url, tampered.base_url))
+        assert "arrived in" in alert_text(vera)
+        vera.page.locator("#encryption[data-state='failing']").wait_for(timeout=10_000)
+        vera.page.screenshot(path=str(artifacts / "authority-relabelled-stream.png"))
+        decoded = vera.evaluate("""async () => {
+          const stats = await window.confideClient.peerConnection.getStats();
+          return [...stats.values()].filter((s) => s.type === 'inbound-rtp' && s.kind === 'video')
+            .reduce((sum, s) => sum + (s.framesDecoded ?? 0), 0);
+        }""")
+        assert decoded == 0, "a relabelled camera was decoded"
+        # The others, talking to the real server, see each other as before.
+        assert carl.self_id in host.wait_for_playing({carl.self_id})
+    finally:
+        for person in (host, carl, vera):
+            person.close()

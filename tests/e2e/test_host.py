@@ -187,6 +187,7 @@ def test_a_forged_host_action_is_refused_by_the_server_and_by_the_clients(
     victim = Participant(browser, Server(proxy.base_url, server.media_port, server.log_path,
                                          metrics_url=server.metrics_url),
                          "Vera")
+    victim.expects_alerts = True
     try:
         victim.join(link2.replace(server.base_url, proxy.base_url))
         victim.page.evaluate("() => window.confideClient._send({type: 'ping'})")

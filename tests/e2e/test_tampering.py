@@ -50,6 +50,7 @@ def test_a_swapped_key_is_caught_and_nothing_is_shared(
 ) -> None:
     alice = Participant(browser, tampering_server, "Alice")
     bob = Participant(browser, tampering_server, "Bob")
+    alice.expects_alerts = bob.expects_alerts = True
     try:
         check_tampering_is_caught(alice, bob)
     finally:
@@ -98,6 +99,7 @@ def test_withheld_keys_show_on_the_tile_not_a_frozen_picture(
     tampered = Server(base_url=proxy.base_url, media_port=server.media_port,
                       log_path=server.log_path, metrics_url=server.metrics_url)
     alice = Participant(browser, tampered, "Alice")
+    alice.expects_alerts = True
     bob = Participant(browser, server, "Bob")
     try:
         link = alice.create_meeting()
@@ -137,6 +139,7 @@ def test_a_garbled_key_is_reported_as_a_possible_attack(browser: Browser, server
     tampered = Server(base_url=proxy.base_url, media_port=server.media_port,
                       log_path=server.log_path, metrics_url=server.metrics_url)
     alice = Participant(browser, tampered, "Alice")
+    alice.expects_alerts = True
     bob = Participant(browser, server, "Bob")
     try:
         link = alice.create_meeting()

@@ -777,6 +777,7 @@ function renderSecurityCode(client, code) {
 
 /** @param {{participantId: string | null, message: string}} alert */
 function showSecurityAlert({ message }) {
+  console.warn(`confide: possible attack: ${message}`);
   const box = byId('security-alert');
   box.textContent = message;
   box.hidden = false;

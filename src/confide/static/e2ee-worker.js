@@ -24,8 +24,15 @@ const keysBySender = new Map();
 /** @type {Map<number, number>} the epoch each sender was last seen using */
 const currentEpoch = new Map();
 const sending = { encrypted: 0, dropped: 0 };
-/** @type {Map<string, {decrypted: number, failed: number, kid: number}>} by receive slot */
+/** @type {Map<string, {decrypted: number, failed: number, mislabelled: number, kid: number}>} by receive slot */
 const receiving = new Map();
+/**
+ * The sender ids whose frames each receive slot may show: the participant the page
+ * shows in that tile (and, while a slot changes hands, the one before). The server
+ * decides which stream goes to which slot; this is how a page checks it.
+ * @type {Map<string, Set<number>>}
+ */
+const slotSenders = new Map();
 
 /** @param {number} kid @param {Uint8Array} key */
 function addReceiveKey(kid, key) {
@@ -107,7 +114,7 @@ function encryptor(kind) {
 
 /** @param {string} kind @param {string} slot */
 function decryptor(kind, slot) {
-  const counts = { decrypted: 0, failed: 0, kid: -1 };
+  const counts = { decrypted: 0, failed: 0, mislabelled: 0, kid: -1 };
   receiving.set(slot, counts);
   return new TransformStream({
     async transform(frame, controller) {
@@ -118,6 +125,11 @@ function decryptor(kind, slot) {
         const metadata = data.subarray(0, clear);
         const sealed = data.subarray(clear);
         const id = Number(decodeHeader(sealed).kid);
+        if (!slotSenders.get(slot)?.has(Math.floor(id / 256))) {
+          // Someone else's frame in this tile: the server relabelled a stream.
+          counts.mislabelled += 1;
+          return;
+        }
         let plain;
         try {
           plain = await receiver.decrypt(sealed, metadata);
@@ -157,6 +169,8 @@ function onMessage(event) {
     sender = message.key ? { kid: message.kid, sframe: new SFrameSender(message.key, message.kid) } : null;
   } else if (message.type === 'receive-key') {
     addReceiveKey(message.kid, message.key);
+  } else if (message.type === 'slot-senders') {
+    slotSenders.set(String(message.slot), new Set(message.senderIds));
   } else if (message.type === 'forget-sender') {
     forgetSender(message.senderId);
   }

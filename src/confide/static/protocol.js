@@ -19,6 +19,8 @@ const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
 const REKEY_SWITCH_DELAY_MS = 700;
 const LEAVER_KEY_GRACE_MS = 5000;
+/** How long a receive slot still takes the frames of the stream it had before. */
+const SLOT_HANDOVER_MS = 2000;
 const MAX_CHAT_RATCHET_STEPS = 16;
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const PING_INTERVAL_MS = 10000;
@@ -102,7 +104,7 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
  * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string}} Person
  * @typedef {{id: string, participant: string, kind: string}} StreamInfo
  * @typedef {{transceiver: RTCRtpTransceiver, mediaKind: string, streamId: string | null,
- *   shown: StreamInfo | null, slot: string}} ReceiveSlot
+ *   shown: StreamInfo | null, slot: string, senderId: number}} ReceiveSlot
  */
 
 export class MeetingClient {
@@ -193,7 +195,7 @@ export class MeetingClient {
     this._worker = new Worker('/static/e2ee-worker.js', { type: 'module' });
     this._worker.onmessage = (event) => this._onWorkerStats(event.data);
     this._slotCounter = 0;
-    /** @type {{receiving: Record<string, {decrypted: number, failed: number}>} | null} */ this._lastStats = null;
+    /** @type {{receiving: Record<string, {decrypted: number, failed: number, mislabelled: number}>} | null} */ this._lastStats = null;
     this._profile = '';
     /** @type {CryptoKey | null} */ this._joinKey = null;
     /** Messages are handled one at a time, in order. @type {Promise<void>} */
@@ -415,6 +417,7 @@ export class MeetingClient {
         message: `A participant's keys failed verification (${error.message}): possible attack, nothing is shared with them` });
     }
     this.participants.set(p.id, person);
+    this._rebindSlotsOf(p.id);
     this.onparticipantjoined({ id: p.id, name: person.name, media: person.media });
     await this._updateSecurityCode();
     return person;
@@ -548,7 +551,7 @@ export class MeetingClient {
     }
   }
 
-  /** @param {{sending: {encrypted: number, dropped: number}, receiving: Record<string, {decrypted: number, failed: number}>}} stats */
+  /** @param {{sending: {encrypted: number, dropped: number}, receiving: Record<string, {decrypted: number, failed: number, mislabelled: number}>}} stats */
   _onWorkerStats(stats) {
     if (!this.peerConnection) return;
     const failing = [];
@@ -558,7 +561,7 @@ export class MeetingClient {
     for (const slot of this._receiving) {
       if (!slot.shown) continue;
       const now = stats.receiving[slot.slot];
-      const before = previous[slot.slot] ?? { decrypted: 0, failed: 0 };
+      const before = previous[slot.slot] ?? { decrypted: 0, failed: 0, mislabelled: 0 };
       // Nothing decrypted yet from a stream on show: nothing to call encrypted yet either,
       // unless its sender says it is off (a muted microphone sends nothing through the SFU).
       const media = this.participants.get(slot.shown.participant)?.media;
@@ -568,6 +571,13 @@ export class MeetingClient {
         receivedOk = false;
       }
       if (!now) continue;
+      if (now.mislabelled > (before.mislabelled ?? 0)) {
+        failing.push(slot.shown.participant);
+        receivedOk = false;
+        const name = this.participants.get(slot.shown.participant)?.name ?? 'someone';
+        this.onsecurityalert({ participantId: slot.shown.participant,
+          message: `Someone else's ${slot.shown.kind === 'audio' ? 'audio' : 'video'} arrived in ${name}'s tile and was not played: possible attack` });
+      }
       const failed = now.failed - before.failed;
       const decrypted = now.decrypted - before.decrypted;
       if (failed > 0 && decrypted === 0) {
@@ -634,7 +644,7 @@ export class MeetingClient {
       { operation: 'decrypt', kind: mediaKind, slot });
     preferVp8(transceiver);
     /** @type {ReceiveSlot} */
-    const entry = { transceiver, mediaKind, streamId: null, shown: null, slot };
+    const entry = { transceiver, mediaKind, streamId: null, shown: null, slot, senderId: -1 };
     this._receiving.push(entry);
     return entry;
   }
@@ -651,14 +661,42 @@ export class MeetingClient {
         this._hide(slot);
       }
     }
+    for (const slot of this._receiving) {
+      // A stream relabelled with another participant: its frames are still the old sender's.
+      const stream = slot.streamId ? wanted.get(slot.streamId) : undefined;
+      const expected = (stream && this.participants.get(stream.participant)?.peer?.senderId) ?? -1;
+      if (stream && expected !== slot.senderId) this._bindSlot(slot);
+    }
     const assigned = new Set(this._receiving.map((s) => s.streamId));
     for (const stream of this._streams) {
       if (assigned.has(stream.id)) continue;
       const mediaKind = mediaKindOf(stream.kind);
       let slot = this._receiving.find((s) => !s.streamId && !s.shown && s.mediaKind === mediaKind);
       if (!slot) slot = this._addReceiveSlot(pc, mediaKind);
+      // Until the answer is in, the frames of the stream it had may still arrive.
+      const before = slot.senderId;
       slot.streamId = stream.id;
       slot.transceiver.direction = 'recvonly';
+      this._bindSlot(slot, before);
+    }
+  }
+
+  /**
+   * Tell the frame transform whose frames a slot may show: the sender id of the
+   * participant its stream is labelled with (-1: none verified), and `alsoFor`
+   * while the slot changes hands. @param {ReceiveSlot} slot @param {number} [alsoFor]
+   */
+  _bindSlot(slot, alsoFor = -1) {
+    const stream = this._streams.find((s) => s.id === slot.streamId);
+    slot.senderId = (stream && this.participants.get(stream.participant)?.peer?.senderId) ?? -1;
+    this._worker.postMessage({ type: 'slot-senders', slot: slot.slot, senderIds: [slot.senderId, alsoFor] });
+  }
+
+  /** A participant's keys changed (verified, or gone): their tiles' slots follow. @param {string} participantId */
+  _rebindSlotsOf(participantId) {
+    for (const slot of this._receiving) {
+      const stream = this._streams.find((s) => s.id === slot.streamId);
+      if (stream?.participant === participantId) this._bindSlot(slot);
     }
   }
 
@@ -710,6 +748,8 @@ export class MeetingClient {
       if (stream) {
         slot.shown = stream;
         this.ontrack({ participantId: stream.participant, kind: stream.kind, track: slot.transceiver.receiver.track });
+        // The previous stream's last frames have had their time: only this sender now.
+        window.setTimeout(() => { if (slot.streamId === stream.id) this._bindSlot(slot); }, SLOT_HANDOVER_MS);
       }
     }
   }
@@ -923,6 +963,7 @@ export class MeetingClient {
       }
       person.peer = peer;
       person.name = peer.name.trim().slice(0, 64) || person.name;
+      this._rebindSlotsOf(id);
     } catch (error) {
       if (!(error instanceof E2eeError)) throw error;
       if (this._expectedLinkHash) { this._waitingProfiles.push({ id, profile }); return; }
