@@ -30,9 +30,12 @@ def behind_proxy(server: Server) -> Iterator[tuple[TamperingProxy, Server]]:
 
 
 def on_ping(forge: Any) -> Tamper:
-    """Sends what `forge()` returns when the client next pings, then the pong."""
+    """Sends what `forge()` returns when the client next pings (once), then the pong."""
+    done: list[bool] = []
+
     def tamper(message: dict[str, Any]) -> list[dict[str, Any]]:
-        if message["type"] == "pong":
+        if message["type"] == "pong" and not done:
+            done.append(True)
             return [*forge(), message]
         return [message]
     return tamper
@@ -244,4 +247,54 @@ def test_a_stream_the_server_puts_in_someone_elses_tile_is_not_played(
         assert carl.self_id in host.wait_for_playing({carl.self_id})
     finally:
         for person in (host, carl, vera):
+            person.close()
+
+
+def test_someone_who_left_cannot_be_replayed_into_the_meeting(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+    artifacts: Path,
+) -> None:
+    """Carl joins and leaves; the server then announces him to Vera again, with his
+    real signed announcement. Before, Vera's page showed him as present and the
+    security code counted him. Now he must sign a fresh challenge, cannot (his
+    private key left with his page), and Vera's page says so."""
+    proxy, tampered = behind_proxy
+    joined: list[dict[str, Any]] = []
+
+    def record(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] == "joined":
+            joined.append(message)
+        return message
+
+    proxy.tamper = record
+    host = Participant(browser, server, "Hilde")
+    vera = Participant(browser, tampered, "Vera")
+    vera.expects_alerts = True
+    carl = Participant(browser, server, "Carl")
+    try:
+        link = host.create_meeting()
+        host.join()
+        vera.join(link.replace(server.base_url, tampered.base_url))
+        carl.join(link)
+        carl_id = carl.self_id
+        vera.page.locator(f".tile[data-participant-id='{carl_id}']").wait_for()
+        vera.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+        carl.close()
+        vera.page.locator(f".tile[data-participant-id='{carl_id}']").wait_for(state="detached")
+        [carl_joined] = [m for m in joined if m["participant"]["id"] == carl_id]
+        proxy.tamper = on_ping(lambda: [carl_joined])
+        vera.client_call("_send", {"type": "ping"})
+        vera.page.locator(f".tile[data-participant-id='{carl_id}']").wait_for()
+        alert = vera.page.locator("#security-alert", has_text="Carl did not prove they are here")
+        alert.wait_for(timeout=20_000)
+        vera.page.locator("#encryption[data-state='failing']").wait_for(timeout=5_000)
+        vera.open_panel("participants")
+        entry = vera.page.locator(f"#participant-list li[data-participant-id='{carl_id}']")
+        assert "Not verified" in entry.inner_text()
+        vera.page.screenshot(path=str(artifacts / "authority-replayed-participant.png"))
+        # The code counts only those who proved they are here: Hilde's and Vera's agree.
+        assert vera.page.locator("#security-code").inner_text() == (
+            host.page.locator("#security-code").inner_text())
+    finally:
+        for person in (host, vera, carl):
             person.close()

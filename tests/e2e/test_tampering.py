@@ -85,9 +85,14 @@ def check_tampering_is_caught(alice: Participant, bob: Participant) -> None:
     assert len(codes) == 2
 
 
+def is_sender_key(message: dict[str, Any]) -> bool:
+    return message["type"] == "relay" and json.loads(message["body"]).get("t") == "sender-key"
+
+
 def withhold_sender_keys(message: dict[str, Any]) -> dict[str, Any] | None:
-    """The server keeps other people's sender keys from this client."""
-    return None if message["type"] == "relay" else message
+    """The server keeps other people's sender keys from this client (and relays the
+    rest, such as proofs of being here)."""
+    return None if is_sender_key(message) else message
 
 
 def test_withheld_keys_show_on_the_tile_not_a_frozen_picture(
@@ -124,7 +129,7 @@ def test_withheld_keys_show_on_the_tile_not_a_frozen_picture(
 
 def garble_sender_keys(message: dict[str, Any]) -> dict[str, Any]:
     """The server flips a byte in every wrapped sender key it relays."""
-    if message["type"] == "relay":
+    if is_sender_key(message):
         body = json.loads(message["body"])
         sealed = bytearray(base64.b64decode(body["key"]))
         sealed[-1] ^= 1

@@ -288,3 +288,30 @@ describe('ratchet, KID, security code and fingerprint', () => {
     assert.match(await fingerprint(alice.identity), /^[0-9a-f]{4}( [0-9a-f]{4}){3}$/);
   });
 });
+
+describe('liveness', () => {
+  test('a fresh challenge signed by the announced identity checks out', async () => {
+    const alice = await participant();
+    const bob = await participant();
+    const aliceSeenByBob = await announced(alice, bob, 'Alice');
+    const bobSeenByAlice = await announced(bob, alice, 'Bob');
+    const challenge = crypto.getRandomValues(new Uint8Array(16));
+    const proof = await alice.proveLive(challenge, bobSeenByAlice.sPublic);
+    assert.equal(await bob.checkLive(aliceSeenByBob, challenge, proof), true);
+  });
+
+  test('an answer to another challenge, or for another verifier, does not', async () => {
+    const alice = await participant();
+    const bob = await participant();
+    const carol = await participant();
+    const aliceSeenByBob = await announced(alice, bob, 'Alice');
+    const aliceSeenByCarol = await announced(alice, carol, 'Alice');
+    const bobSeenByAlice = await announced(bob, alice, 'Bob');
+    const challenge = crypto.getRandomValues(new Uint8Array(16));
+    const proof = await alice.proveLive(challenge, bobSeenByAlice.sPublic);
+    const other = crypto.getRandomValues(new Uint8Array(16));
+    assert.equal(await bob.checkLive(aliceSeenByBob, other, proof), false);
+    // Carol cannot reuse what Alice signed for Bob, even with Bob's challenge.
+    assert.equal(await carol.checkLive(aliceSeenByCarol, challenge, proof), false);
+  });
+});

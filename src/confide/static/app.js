@@ -732,6 +732,11 @@ function renderHostActions(participant) {
  * @param {{endToEnd: boolean, failing: string[], waiting: string[], unverified: string[], sent: number, dropped: number}} status
  */
 function renderEncryption({ endToEnd, failing, waiting, unverified }) {
+  // Someone can turn unverified after they appeared (no proof of being here): mark them.
+  for (const id of unverified) {
+    const participant = state.participants.get(id);
+    if (participant) renderParticipant(participant);
+  }
   const chip = byId('encryption');
   const text = byId('encryption-text');
   const code = state.client?.securityCode ?? '';
@@ -1194,11 +1199,13 @@ function renderParticipant(participant) {
     ? state.ownFingerprint
     : state.client?.participants.get(participant.id)?.fingerprint ?? '';
   const fingerprintLine = /** @type {HTMLElement} */ (listItem.querySelector('.participant-fingerprint'));
-  fingerprintLine.textContent = fingerprint || 'Not verified';
+  const failedLiveness = Boolean(state.client?.participants.get(participant.id)?.liveFailed);
+  fingerprintLine.textContent = (!failedLiveness && fingerprint) || 'Not verified';
   fingerprintLine.title = fingerprint ? 'Fingerprint: compare it with what this person sees for themselves' : '';
   renderHostActions(participant);
   // Someone whose keys failed verification is marked; nothing is shared with them.
-  const verified = participant.self || Boolean(state.client?.participants.get(participant.id)?.peer);
+  const person = state.client?.participants.get(participant.id);
+  const verified = participant.self || Boolean(person?.peer && !person.liveFailed);
   listItem.classList.toggle('unverified', !verified);
   listItem.dataset.audio = media.audio ? 'on' : 'off';
   listItem.dataset.camera = media.camera ? 'on' : 'off';

@@ -129,6 +129,14 @@ export async function linkSecretHash(linkSecret) {
   return toBase64(digest.subarray(0, 16));
 }
 
+/**
+ * What a liveness proof signs: the meeting, the challenge, who asked and who answers.
+ * @param {string} meetingId @param {Uint8Array} challenge @param {Uint8Array} verifier @param {Uint8Array} prover
+ */
+function liveTranscript(meetingId, challenge, verifier, prover) {
+  return concat(encoder.encode(`${LABEL}live|${meetingId}|`), challenge, verifier, prover);
+}
+
 export class MeetingKeys {
   /** @param {string} meetingId @param {Uint8Array} rosterMacKey @param {CryptoKey} nameKey */
   constructor(meetingId, rosterMacKey, nameKey) {
@@ -186,6 +194,28 @@ export class MeetingKeys {
 
   /** This identity's Ed25519 signing key: a co-host signs host actions with it. */
   get signingKey() { return this._signing?.privateKey ?? null; }
+
+  /**
+   * Prove this identity is here now: a signature over a fresh challenge that a
+   * member (`verifier`, their Ed25519 key) sent. A replayed announcement cannot
+   * make one: its private key is gone with the page that made it.
+   * @param {Uint8Array} challenge @param {Uint8Array} verifier
+   */
+  async proveLive(challenge, verifier) {
+    if (!this._signing) throw new Error('no identity yet');
+    const message = liveTranscript(this.meetingId, challenge, verifier, this.sPublic);
+    return new Uint8Array(await crypto.subtle.sign('Ed25519', this._signing.privateKey, message));
+  }
+
+  /**
+   * Whether `signature` proves `peer` answered my `challenge` just now.
+   * @param {Announcement} peer @param {Uint8Array} challenge @param {Uint8Array} signature
+   */
+  async checkLive(peer, challenge, signature) {
+    const key = await crypto.subtle.importKey('raw', peer.sPublic, { name: 'Ed25519' }, false, ['verify']);
+    return crypto.subtle.verify('Ed25519', key, signature,
+      liveTranscript(this.meetingId, challenge, this.sPublic, peer.sPublic));
+  }
 
   /** @param {number} senderId @param {string} x @param {string} s @param {string} n */
   _transcript(senderId, x, s, n) {

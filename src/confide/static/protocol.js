@@ -19,6 +19,8 @@ const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
 const REKEY_SWITCH_DELAY_MS = 700;
 const LEAVER_KEY_GRACE_MS = 5000;
+/** How long someone has to answer a liveness challenge. */
+const LIVENESS_TIMEOUT_MS = 10000;
 /** How long a receive slot still takes the frames of the stream it had before. */
 const SLOT_HANDOVER_MS = 2000;
 const MAX_CHAT_RATCHET_STEPS = 16;
@@ -101,7 +103,10 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
 /**
  * @typedef {{audio: boolean, camera: boolean, screen: boolean}} MediaState
  * @typedef {import('./e2ee.js').Announcement} Announcement
- * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string}} Person
+ * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string,
+ *   live: boolean, liveFailed: boolean}} Person
+ * `live`: they answered my fresh challenge with their identity key, so they are here
+ * now and not an old announcement replayed; `liveFailed`: they did not, in time.
  * @typedef {{id: string, participant: string, kind: string}} StreamInfo
  * @typedef {{transceiver: RTCRtpTransceiver, mediaKind: string, streamId: string | null,
  *   shown: StreamInfo | null, slot: string, senderId: number}} ReceiveSlot
@@ -185,6 +190,8 @@ export class MeetingClient {
     /** @type {MeetingKeys | null} */ this.keys = null;
     this._sendEpoch = 0;
     this._sendKey = new Uint8Array(0);
+    /** My open liveness challenges, by participant id. @type {Map<string, {challenge: Uint8Array, timer: number}>} */
+    this._challenges = new Map();
     /** My chat messages' numbers, from 0 for this page's identity. */
     this._chatSeq = 0;
     /** Refuses chat messages the server delivers twice. */
@@ -347,9 +354,14 @@ export class MeetingClient {
         await this._negotiate();
         break;
       case 'joined': {
+        if (this.participants.has(message.participant?.id)) {
+          this.onsecurityalert({ participantId: message.participant.id,
+            message: 'The server announced someone who is already here: ignored, possible attack' });
+          break;
+        }
         const person = await this._addParticipant(message.participant);
         // The newcomer gets only the next key in the ratchet, so cannot read the past.
-        if (person.peer) await this._ratchetForNewcomer(person.peer);
+        if (person.peer) await this._ratchetForNewcomer();
         break;
       }
       case 'left':
@@ -402,7 +414,8 @@ export class MeetingClient {
    */
   async _addParticipant(p) {
     /** @type {Person} */
-    const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '' };
+    const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '',
+      live: false, liveFailed: false };
     try {
       const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(p.profile);
       const taken = [...this.participants.values()].some((other) => other.peer
@@ -420,7 +433,55 @@ export class MeetingClient {
     this._rebindSlotsOf(p.id);
     this.onparticipantjoined({ id: p.id, name: person.name, media: person.media });
     await this._updateSecurityCode();
+    if (person.peer) this._askLive(p.id);
     return person;
+  }
+
+  /**
+   * Ask someone to sign a fresh challenge: an announcement the server replays (of
+   * someone who left) cannot answer. They get my sender key once they have.
+   * @param {string} id
+   */
+  _askLive(id) {
+    const challenge = crypto.getRandomValues(new Uint8Array(16));
+    const timer = window.setTimeout(() => this._notLive(id), LIVENESS_TIMEOUT_MS);
+    this._challenges.set(id, { challenge, timer });
+    this._send({ type: 'relay', to: id, body: JSON.stringify({ t: 'live?', c: b64url(challenge) }) });
+  }
+
+  /** @param {string} id */
+  _notLive(id) {
+    this._challenges.delete(id);
+    const person = this.participants.get(id);
+    if (!person || person.live) return;
+    person.liveFailed = true;
+    this.onsecurityalert({ participantId: id, message: `${person.name} did not prove they are here (an old `
+      + 'announcement replayed?): possible attack, nothing is shared with them' });
+    this._updateSecurityCode().catch(console.error);
+  }
+
+  /** Someone asked me to prove I am here. @param {string} from @param {Announcement} peer @param {any} body */
+  async _answerLive(from, peer, body) {
+    const challenge = fromB64url(String(body.c));
+    if (challenge.length !== 16 || !this.keys) return;
+    const signature = await this.keys.proveLive(challenge, peer.sPublic);
+    this._send({ type: 'relay', to: from, body: JSON.stringify({ t: 'live!', c: body.c, s: b64url(signature) }) });
+  }
+
+  /** Someone answered my challenge. @param {string} from @param {Announcement} peer @param {any} body */
+  async _checkLiveAnswer(from, peer, body) {
+    const asked = this._challenges.get(from);
+    const person = this.participants.get(from);
+    if (!asked || !person || !this.keys || String(body.c) !== b64url(asked.challenge)) return;
+    if (!(await this.keys.checkLive(peer, asked.challenge, fromB64url(String(body.s))))) {
+      this.onsecurityalert({ participantId: from, message: `${person.name}'s proof of being here failed: possible attack` });
+      return;
+    }
+    window.clearTimeout(asked.timer);
+    this._challenges.delete(from);
+    person.live = true;
+    await this._sendKeyTo([from]);
+    await this._updateSecurityCode();
   }
 
   /** Someone left (or a verified action removed them). @param {string} id @param {string} reason */
@@ -428,6 +489,8 @@ export class MeetingClient {
     const person = this.participants.get(id);
     if (!person) return;
     this.participants.delete(id);
+    window.clearTimeout(this._challenges.get(id)?.timer);
+    this._challenges.delete(id);
     if (person.peer) {
       // Their last frames may still be on the way: forget their keys after the grace period.
       const { senderId } = person.peer;
@@ -446,7 +509,7 @@ export class MeetingClient {
   async _updateSecurityCode() {
     if (!this.keys) return;
     const identities = [this.keys.identity];
-    for (const person of this.participants.values()) if (person.peer) identities.push(person.peer.identity);
+    for (const person of this.participants.values()) if (person.peer && person.live) identities.push(person.peer.identity);
     this.securityCode = await securityCode(identities);
     this.onsecuritycode(this.securityCode);
   }
@@ -475,19 +538,18 @@ export class MeetingClient {
     const kid = this._sendKid;
     const key = this._sendKey;
     for (const id of participantIds) {
-      const peer = this.participants.get(id)?.peer;
+      const person = this.participants.get(id);
+      const peer = person?.live ? person.peer : null;
       if (!peer || !this.keys) continue;
       this._send({ type: 'relay', to: id, body: await this.keys.wrapSenderKey(peer, kid, key) });
     }
   }
 
-  /** @param {Announcement} newcomer */
-  async _ratchetForNewcomer(newcomer) {
+  /** Someone came in: the next key in the ratchet, which they get once they proved they are here. */
+  async _ratchetForNewcomer() {
     this._sendKey = await ratchet(this._sendKey);
     this._sendEpoch += 1;
     this._useSendKey();
-    const id = [...this.participants.entries()].find(([, p]) => p.peer === newcomer)?.[0];
-    if (id) await this._sendKeyTo([id]);
   }
 
   /** Someone left: a fresh random key for those who remain, used once they have it. */
@@ -503,6 +565,10 @@ export class MeetingClient {
   async _receiveRelay(from, body) {
     const peer = this.participants.get(from)?.peer;
     if (!peer || !this.keys) return;
+    let parsed = null;
+    try { parsed = JSON.parse(body); } catch { /* a sender key check reports it below */ }
+    if (parsed?.t === 'live?') { await this._answerLive(from, peer, parsed); return; }
+    if (parsed?.t === 'live!') { await this._checkLiveAnswer(from, peer, parsed); return; }
     if (body.includes('"link-secret"')) {
       await this._receiveLinkSecret(peer, body);
       return;
@@ -586,7 +652,7 @@ export class MeetingClient {
       }
     }
     this._lastStats = stats;
-    const unverified = [...this.participants.entries()].filter(([, p]) => !p.peer).map(([id]) => id);
+    const unverified = [...this.participants.entries()].filter(([, p]) => !p.peer || p.liveFailed).map(([id]) => id);
     this.onencryption({
       endToEnd: receivedOk && unverified.length === 0 && Boolean(this._sendKey.length),
       failing: [...new Set(failing)], waiting: [...new Set(waiting)], unverified,
@@ -958,7 +1024,9 @@ export class MeetingClient {
     if (!person || !this.keys) return;
     try {
       const peer = await this.keys.openAnnouncement(profile);
-      if (person.peer && toKey(person.peer.identity) !== toKey(peer.identity)) {
+      // Announcing again only renames: same identity, same sender id, checked as before.
+      if (!person.peer || toKey(person.peer.identity) !== toKey(peer.identity)
+        || person.peer.senderId !== peer.senderId) {
         throw new E2eeError('a participant announced other keys');
       }
       person.peer = peer;
