@@ -24,7 +24,7 @@ from confide.e2ee.keys import ratchet
 from confide.e2ee.sframe import SFrameReceiver, decode_header
 
 from .capture import Frame, read_all_bytes, read_frames, read_signalling
-from .participant import RECORD_KEYS, Participant
+from .participant import RECORD_KEYS, Participant, Server
 from .server_process import start_server
 
 NAMES = ["Anneliese Vandersloot", "Bartholomew Quill", "Cordelia Oyelaran", "Desmond Achterberg"]
@@ -181,3 +181,36 @@ def test_the_newcomers_keys_do_not_open_what_came_before(recorded: Recorded) -> 
         kid = frame_kid(frame)
         for record in newcomer_keys:
             assert not opens(frame, kid, record.key)
+
+
+def test_senders_rotate_their_keys_on_a_timer_without_losing_a_frame(browser: Browser,
+                                                                     server: Server) -> None:
+    """Every sender takes a fresh key every few minutes, joins or not (here every
+    1.5 s): the receiver follows each new epoch, and no frame fails to decrypt."""
+    alice = Participant(browser, server, "Alice")
+    bob = Participant(browser, server, "Bob")
+    try:
+        link = alice.create_meeting()
+        alice.join()
+        bob.join(link)
+        assert bob.self_id in alice.wait_for_playing({bob.self_id})
+        read = """(peer) => {
+          const client = window.confideClient;
+          const slots = client._receiving.filter((s) => s.shown?.participant === peer);
+          return slots.map((s) => client._lastStats?.receiving[s.slot]).filter(Boolean);
+        }"""
+        before = alice.evaluate(read, bob.self_id)
+        bob.evaluate("() => window.confideClient._startKeyRotation(1500)")
+        epoch = lambda stats: max(  # noqa: E731 - the last decrypted frame's, -1 before any
+            (s["kid"] % 256 for s in stats if s["kid"] >= 0), default=0)
+        deadline = time.monotonic() + 30
+        while epoch(alice.evaluate(read, bob.self_id)) < epoch(before) + 4:
+            assert time.monotonic() < deadline, "Bob's key did not rotate at Alice's"
+            time.sleep(0.5)
+        after = alice.evaluate(read, bob.self_id)
+        assert sum(s["failed"] for s in after) == sum(s["failed"] for s in before)
+        assert sum(s["decrypted"] for s in after) > sum(s["decrypted"] for s in before)
+        assert bob.self_id in alice.wait_for_playing({bob.self_id})
+    finally:
+        alice.close()
+        bob.close()

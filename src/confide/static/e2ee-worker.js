@@ -24,7 +24,7 @@ const keysBySender = new Map();
 /** @type {Map<number, number>} the epoch each sender was last seen using */
 const currentEpoch = new Map();
 const sending = { encrypted: 0, dropped: 0 };
-/** @type {Map<string, {decrypted: number, failed: number, mislabelled: number, kid: number}>} by receive slot */
+/** @type {Map<string, {decrypted: number, failed: number, unknownKey: number, mislabelled: number, kid: number}>} by receive slot */
 const receiving = new Map();
 /**
  * The sender ids whose frames each receive slot may show: the participant the page
@@ -114,7 +114,8 @@ function encryptor(kind) {
 
 /** @param {string} kind @param {string} slot */
 function decryptor(kind, slot) {
-  const counts = { decrypted: 0, failed: 0, mislabelled: 0, kid: -1 };
+  // `unknownKey`: failures only for want of the key (it may still be on its way).
+  const counts = { decrypted: 0, failed: 0, unknownKey: 0, mislabelled: 0, kid: -1 };
   receiving.set(slot, counts);
   return new TransformStream({
     async transform(frame, controller) {
@@ -146,9 +147,10 @@ function decryptor(kind, slot) {
         counts.kid = id;
         noteEpoch(id);
         controller.enqueue(frame);
-      } catch {
+      } catch (error) {
         // Unknown KID, bad tag, replay, truncated: drop it; the tile shows the failures.
         counts.failed += 1;
+        if (error instanceof SFrameError && error.reason === 'unknown-kid') counts.unknownKey += 1;
       }
     },
   });

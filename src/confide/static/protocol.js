@@ -19,6 +19,10 @@ const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
 const REKEY_SWITCH_DELAY_MS = 700;
 const LEAVER_KEY_GRACE_MS = 5000;
+/** How often each sender takes a fresh key, with or without joins and leaves (as Zoom). */
+const KEY_ROTATION_MS = 5 * 60 * 1000;
+/** How long after someone arrives frames without their key count as pending, not failing. */
+const KEY_ARRIVAL_GRACE_MS = 5000;
 /** How long someone has to answer a liveness challenge. */
 const LIVENESS_TIMEOUT_MS = 10000;
 /** How long a receive slot still takes the frames of the stream it had before. */
@@ -104,7 +108,7 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
  * @typedef {{audio: boolean, camera: boolean, screen: boolean}} MediaState
  * @typedef {import('./e2ee.js').Announcement} Announcement
  * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string,
- *   live: boolean, liveFailed: boolean}} Person
+ *   live: boolean, liveFailed: boolean, since: number}} Person
  * `live`: they answered my fresh challenge with their identity key, so they are here
  * now and not an old announcement replayed; `liveFailed`: they did not, in time.
  * @typedef {{id: string, participant: string, kind: string}} StreamInfo
@@ -190,6 +194,7 @@ export class MeetingClient {
     /** @type {MeetingKeys | null} */ this.keys = null;
     this._sendEpoch = 0;
     this._sendKey = new Uint8Array(0);
+    /** @type {number | undefined} */ this._rotationTimer = undefined;
     /** My open liveness challenges, by participant id. @type {Map<string, {challenge: Uint8Array, timer: number}>} */
     this._challenges = new Map();
     /** My chat messages' numbers, from 0 for this page's identity. */
@@ -202,7 +207,7 @@ export class MeetingClient {
     this._worker = new Worker('/static/e2ee-worker.js', { type: 'module' });
     this._worker.onmessage = (event) => this._onWorkerStats(event.data);
     this._slotCounter = 0;
-    /** @type {{receiving: Record<string, {decrypted: number, failed: number, mislabelled: number}>} | null} */ this._lastStats = null;
+    /** @type {{receiving: Record<string, {decrypted: number, failed: number, unknownKey: number, mislabelled: number}>} | null} */ this._lastStats = null;
     this._profile = '';
     /** @type {CryptoKey | null} */ this._joinKey = null;
     /** Messages are handled one at a time, in order. @type {Promise<void>} */
@@ -283,6 +288,9 @@ export class MeetingClient {
     for (const slot of this._receiving) this._hide(slot);
     for (const id of this.participants.keys()) this.onparticipantleft({ id, reason: 'disconnected' });
     this.participants.clear();
+    window.clearInterval(this._rotationTimer);
+    for (const { timer } of this._challenges.values()) window.clearTimeout(timer);
+    this._challenges.clear();
     this._receiving = [];
     this._sending = {};
     this._streams = [];
@@ -415,7 +423,7 @@ export class MeetingClient {
   async _addParticipant(p) {
     /** @type {Person} */
     const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '',
-      live: false, liveFailed: false };
+      live: false, liveFailed: false, since: Date.now() };
     try {
       const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(p.profile);
       const taken = [...this.participants.values()].some((other) => other.peer
@@ -527,6 +535,18 @@ export class MeetingClient {
     this._sendKey = crypto.getRandomValues(new Uint8Array(32));
     this._useSendKey();
     await this._sendKeyTo([...this.participants.keys()]);
+    this._startKeyRotation();
+  }
+
+  /**
+   * A fresh sender key every few minutes, joins and leaves or not, so that a key
+   * taken from a device later opens only the last minutes. @param {number} [intervalMs]
+   */
+  _startKeyRotation(intervalMs = KEY_ROTATION_MS) {
+    window.clearInterval(this._rotationTimer);
+    this._rotationTimer = window.setInterval(() => {
+      if (this.peerConnection) this._rekey().catch(console.error);
+    }, intervalMs);
   }
 
   _useSendKey() {
@@ -552,7 +572,7 @@ export class MeetingClient {
     this._useSendKey();
   }
 
-  /** Someone left: a fresh random key for those who remain, used once they have it. */
+  /** Someone left, or it is time: a fresh random key for those here, used once they have it. */
   async _rekey() {
     this._sendKey = crypto.getRandomValues(new Uint8Array(32));
     this._sendEpoch += 1;
@@ -617,7 +637,7 @@ export class MeetingClient {
     }
   }
 
-  /** @param {{sending: {encrypted: number, dropped: number}, receiving: Record<string, {decrypted: number, failed: number, mislabelled: number}>}} stats */
+  /** @param {{sending: {encrypted: number, dropped: number}, receiving: Record<string, {decrypted: number, failed: number, unknownKey: number, mislabelled: number}>}} stats */
   _onWorkerStats(stats) {
     if (!this.peerConnection) return;
     const failing = [];
@@ -627,7 +647,7 @@ export class MeetingClient {
     for (const slot of this._receiving) {
       if (!slot.shown) continue;
       const now = stats.receiving[slot.slot];
-      const before = previous[slot.slot] ?? { decrypted: 0, failed: 0, mislabelled: 0 };
+      const before = previous[slot.slot] ?? { decrypted: 0, failed: 0, unknownKey: 0, mislabelled: 0 };
       // Nothing decrypted yet from a stream on show: nothing to call encrypted yet either,
       // unless its sender says it is off (a muted microphone sends nothing through the SFU).
       const media = this.participants.get(slot.shown.participant)?.media;
@@ -647,7 +667,12 @@ export class MeetingClient {
       const failed = now.failed - before.failed;
       const decrypted = now.decrypted - before.decrypted;
       if (failed > 0 && decrypted === 0) {
-        failing.push(slot.shown.participant);
+        // Right after someone arrives their key may still be on its way (it follows a
+        // proof that they are here): only "no key yet" failures are pending, not failing.
+        const person = this.participants.get(slot.shown.participant);
+        const keyOnItsWay = now.unknownKey - (before.unknownKey ?? 0) === failed && !now.decrypted
+          && person !== undefined && Date.now() - person.since < KEY_ARRIVAL_GRACE_MS;
+        (keyOnItsWay ? waiting : failing).push(slot.shown.participant);
         receivedOk = false;
       }
     }
