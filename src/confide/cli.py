@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print=None,
         access_log_format=access_log_format,
         loop=event_loop(),
+        # Every socket was closed on shutdown; nothing is worth waiting longer for.
+        shutdown_timeout=1.0,
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 from playwright.sync_api import Browser
@@ -49,6 +50,36 @@ def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Brows
         alice.wait_for_status("failed", timeout=30)
         assert "does not exist" in alice.status_text
         assert link.startswith(server.base_url)
+        alice.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_server_restart_with_its_store_is_ridden_out_without_a_click(
+    browser: Browser, tmp_path: Path, artifacts: Path
+) -> None:
+    """SIGTERM, as an upgrade does: the page says the server is restarting (not that
+    anyone left), and once the server is back on the same store the host is back in
+    the meeting with video, by itself."""
+    store = str(tmp_path / "confide.sqlite3")
+    process, server = start_server("sigterm-server.log", "--store", store)
+    try:
+        alice = Participant(browser, server, "Alice")
+        alice.create_meeting()
+        alice.join()
+        process.terminate()
+        process.wait(timeout=10)
+        alice.page.get_by_text("The server is restarting").first.wait_for(timeout=10_000)
+        alice.page.get_by_text("Not connected: nothing is sent or received").wait_for()
+        alice.page.screenshot(path=str(artifacts / "server-restarting.png"))
+        assert alice.page.locator("#encryption").get_attribute("data-state") != "e2ee"
+        port = urlparse(server.base_url).port
+        assert port is not None
+        process, server = start_server(
+            "sigterm-server-again.log", "--store", store, ports=(port, server.media_port))
+        alice.wait_for_status("connected", timeout=30)
+        alice.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
         alice.close()
     finally:
         process.terminate()

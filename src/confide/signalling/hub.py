@@ -80,6 +80,8 @@ class Hub(HostPowers):
         default_factory=lambda: RateLimiter(ADDRESS_BYTES_RATE, ADDRESS_BYTES_BURST))
     loop_time_by_address: RateLimiter = field(
         default_factory=lambda: RateLimiter(ADDRESS_LOOP_SHARE, ADDRESS_LOOP_SHARE_BURST))
+    open_sessions: set[Session] = field(default_factory=set)
+    """Every open WebSocket's session, joined or not: all are closed on shutdown."""
     sockets_by_address: Counter[str] = field(default_factory=Counter)
     """Open WebSockets per client address, for the cap; an address leaves with its last."""
     on_meeting_ended: Callable[[str], None] = lambda meeting_id: None
@@ -104,7 +106,12 @@ class Hub(HostPowers):
         await socket.prepare(request)
         self.sockets_by_address[address] += 1
         try:
-            await self._serve(Session(socket=socket, outbox=Outbox(socket), address_key=address))
+            session = Session(socket=socket, outbox=Outbox(socket), address_key=address)
+            self.open_sessions.add(session)
+            try:
+                await self._serve(session)
+            finally:
+                self.open_sessions.discard(session)
         finally:
             self.sockets_by_address[address] -= 1
             if not self.sockets_by_address[address]:
@@ -400,8 +407,9 @@ class Hub(HostPowers):
         self.loop_time_by_address.forget_idle(now)
 
     async def close_all(self) -> None:
-        """Close every socket at once with GOING_AWAY; a stuck one cannot hold up the rest."""
-        everyone = [session for group in (*self.sessions.values(), *self.lobbies.values())
-                    for session in group.values()]
-        await asyncio.gather(*(session.outbox.close_now(WSCloseCode.GOING_AWAY, b"server shutdown")
-                               for session in everyone))
+        """On shutdown: close every socket (joined, waiting, or not yet past hello) at
+        once with 1012 "service restart", so that clients start reconnecting now; a
+        stuck one cannot hold up the rest."""
+        await asyncio.gather(*(session.outbox.close_now(WSCloseCode.SERVICE_RESTART,
+                                                        b"server restarting")
+                               for session in list(self.open_sessions)))

@@ -564,7 +564,7 @@ function wireClient(client) {
     if (id === client.selfId) return;
     addParticipant({ id, name, media }, false);
   };
-  client.onparticipantleft = ({ id }) => live() && removeParticipant(id);
+  client.onparticipantleft = ({ id, reason }) => live() && removeParticipant(id, reason);
   client.onparticipantmedia = ({ id, media }) => live() && updateParticipantMedia(id, media);
   client.ontrack = ({ participantId, kind, track }) => live() && attachRemoteTrack(participantId, kind, track);
   client.ontrackended = ({ participantId, kind }) => live() && detachRemoteTrack(participantId, kind);
@@ -973,7 +973,10 @@ function onStatus(status, detail) {
   syncSelfId();
   byId('lobby-card').hidden = status !== 'lobby';
   renderStatus(status, detail);
-  if (state.encryption) renderEncryption(state.encryption);
+  // The chip says what is true now: while not connected, that nothing is protected.
+  if (state.encryption || status !== 'connected') {
+    renderEncryption(state.encryption ?? { endToEnd: false, failing: [], waiting: [], unverified: [] });
+  }
 }
 
 /**
@@ -988,7 +991,7 @@ function renderStatus(status, detail) {
   } else if (status === 'lobby') {
     setStatus('lobby', detail);
   } else if (status === 'reconnecting' || status === 'connecting') {
-    setStatus(status, state.lastErrorCode === 'server-unreachable' ? ERROR_TEXT['server-unreachable'] : undefined);
+    setStatus(status, state.lastErrorCode === 'server-unreachable' ? ERROR_TEXT['server-unreachable'] : detail);
   } else if (status === 'ended') {
     endMeeting('ended', detail || '');
   } else if (status === 'failed') {
@@ -1087,7 +1090,8 @@ function ensureParticipant(id) {
 }
 
 /** @param {string} id */
-function removeParticipant(id) {
+/** @param {string} id @param {string} [reason] why they went, as the server or the client says */
+function removeParticipant(id, reason = 'left') {
   const participant = state.participants.get(id);
   if (!participant || participant.self) return;
   state.participants.delete(id);
@@ -1098,7 +1102,8 @@ function removeParticipant(id) {
   stopMonitoringLevel(id);
   renderParticipantCount();
   layoutStage();
-  announce(`${participant.name} left`);
+  // Our own connection dropping is said by the status, not as people leaving.
+  if (reason !== 'connection-lost') announce(`${participant.name} ${reason === 'removed' ? 'was removed' : 'left'}`);
 }
 
 /**

@@ -28,7 +28,11 @@ const LIVENESS_TIMEOUT_MS = 10000;
 /** How long a receive slot still takes the frames of the stream it had before. */
 const SLOT_HANDOVER_MS = 2000;
 const MAX_CHAT_RATCHET_STEPS = 16;
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+/** Reconnect backoff: the first try within half a second, then doubling up to 4 s. */
+const RECONNECT_FIRST_MS = 500;
+const RECONNECT_MAX_MS = 4000;
+/** WebSocket close code 1012, "service restart": the server's own shutdown. */
+const CLOSE_SERVICE_RESTART = 1012;
 const PING_INTERVAL_MS = 10000;
 const encoder = new TextEncoder();
 
@@ -268,25 +272,48 @@ export class MeetingClient {
       this._inbox = this._inbox.then(() => this._dispatch(message))
         .catch((error) => console.error('confide: message failed', error));
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       window.clearInterval(this._pingTimer);
       if (this._socket !== socket) return;
       this._teardown();
       if (this._left || this._fatal) return;
-      if (!opened) {
-        this.onerror({ code: 'server-unreachable', message: 'Cannot reach the server: retrying…', fatal: false });
+      if (event.code === CLOSE_SERVICE_RESTART) {
+        // Told, not lost: the server is restarting and will be back in a moment.
+        this._attempt = 0;
+        this.onstatus('reconnecting', 'The server is restarting: reconnecting…');
+      } else {
+        if (!opened) {
+          this.onerror({ code: 'server-unreachable', message: 'Cannot reach the server: retrying…', fatal: false });
+        }
+        this.onstatus('reconnecting', 'Connection lost: reconnecting…');
       }
-      this.onstatus('reconnecting', 'Connection lost: reconnecting…');
-      const delay = RECONNECT_DELAYS_MS[Math.min(this._attempt, RECONNECT_DELAYS_MS.length - 1)];
-      this._attempt += 1;
-      window.setTimeout(() => { if (!this._left) this._connect().catch(console.error); }, delay);
+      this._reconnectLater();
     };
+  }
+
+  /**
+   * The next try, after a backoff with jitter (so a restarted server is not met by
+   * everyone at once), capped at a few seconds. Whatever fails before a socket
+   * opens schedules the try after it: reconnecting never gives up.
+   */
+  _reconnectLater() {
+    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** this._attempt);
+    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    this._attempt += 1;
+    window.setTimeout(() => {
+      if (this._left || this._fatal) return;
+      this._connect().catch((error) => {
+        console.error('confide: reconnect failed', error);
+        this._reconnectLater();
+      });
+    }, delay);
   }
 
   /** Forget the media session and everyone in it; a reconnect starts afresh. */
   _teardown() {
     for (const slot of this._receiving) this._hide(slot);
-    for (const id of this.participants.keys()) this.onparticipantleft({ id, reason: 'disconnected' });
+    // Our connection is gone, not they: the page must not say that they left.
+    for (const id of this.participants.keys()) this.onparticipantleft({ id, reason: 'connection-lost' });
     this.participants.clear();
     window.clearInterval(this._rotationTimer);
     for (const { timer } of this._challenges.values()) window.clearTimeout(timer);

@@ -204,8 +204,12 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     yield
     timer.cancel()
     expiry.cancel()
-    await app[HUB].close_all()
     transport.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Shutdown begins: tell every client now, before aiohttp waits for handlers."""
+    await app[HUB].close_all()
 
 
 def _erase_expired(app: web.Application, now: float) -> None:
@@ -254,6 +258,7 @@ def create_app(settings: Settings) -> web.Application:
         # A meeting its host ended is erased from the file at once.
         app[HUB].on_meeting_ended = lambda meeting_id: store.delete([meeting_id])
         app[HUB].on_meeting_changed = lambda meeting: store.save(meeting, time.time())
+    app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_keep_meetings)
     app.cleanup_ctx.append(_media)
     app.cleanup_ctx.append(_metrics_listener)
