@@ -276,7 +276,7 @@ async def test_a_forged_packet_on_a_known_stream_is_dropped_and_counted(call: Ca
     call.publish(audio(4))
     await call.network.deliver([call.b])
     assert [rtp_sequence(p) for p in call.b.rtp] == [1, 3, 4]
-    assert call.sfu.counters["dropped_malformed"] == 2
+    assert call.sfu.counters["dropped_srtp_auth"] == 2
     assert call.sfu.counters["errors"] == 0
 
 

@@ -25,6 +25,7 @@ from confide.sfu.sdp import (
     build_answer,
     parse_offer,
     supported_codecs,
+    with_opus_resilience,
 )
 
 # read_bytes: read_text would turn the CRLF line endings into LF.
@@ -286,6 +287,7 @@ def test_answer_lists_the_chosen_codecs_with_their_parameters(offer: SessionDesc
     sections = answer_sections(answer_for(offer))
     assert sections[1][0] == "m=audio 9 UDP/TLS/RTP/SAVPF 111"
     assert "a=rtpmap:111 opus/48000/2" in sections[1]
+    # Opus as offered, and asked for in-band FEC.
     assert "a=fmtp:111 minptime=10;useinbandfec=1" in sections[1]
     assert sections[2][0] == "m=video 9 UDP/TLS/RTP/SAVPF 96"
     assert "a=rtpmap:96 VP8/90000" in sections[2]
@@ -502,3 +504,9 @@ def test_firefox_offer_gives_vp8_and_the_camera_ssrc_without_rtx() -> None:
     camera = parse_offer(FIREFOX_OFFER).sections[1]
     assert [(c.payload_type, c.name) for c in supported_codecs(camera)] == [(120, "vp8")]
     assert camera.ssrcs == [3561257181]
+
+
+def test_opus_senders_are_asked_for_fec_once() -> None:
+    assert with_opus_resilience("") == "useinbandfec=1"
+    assert with_opus_resilience("minptime=10;useinbandfec=1") == "minptime=10;useinbandfec=1"
+    assert with_opus_resilience("useinbandfec=0; stereo=1") == "useinbandfec=0;stereo=1"

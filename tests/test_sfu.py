@@ -846,7 +846,7 @@ def test_srtp_with_a_bad_tag_is_dropped_and_counted(meeting: Meeting) -> None:
     data[-1] ^= 0x01
     meeting.network.send(meeting.a, bytes(data), 1.0)
     meeting.network.deliver()
-    assert meeting.sfu.counters["dropped_malformed"] == 1
+    assert meeting.sfu.counters["dropped_srtp_auth"] == 1
     assert meeting.b.rtp == []
     assert_a_to_b_still_works(meeting, 1.1)
 
@@ -856,7 +856,7 @@ def test_srtcp_with_a_bad_tag_is_dropped_and_counted(meeting: Meeting) -> None:
     data[-5] ^= 0x01  # before the 4-byte SRTCP index
     meeting.network.send(meeting.b, bytes(data), 2.0)
     meeting.network.deliver()
-    assert meeting.sfu.counters["dropped_malformed"] == 1
+    assert meeting.sfu.counters["dropped_srtp_auth"] == 1
     assert meeting.a.take_rtcp(Pli) == []
 
 
@@ -866,7 +866,7 @@ def test_replayed_srtp_is_dropped(meeting: Meeting) -> None:
     meeting.network.send(meeting.a, data, 1.0)
     meeting.network.deliver()
     assert len(meeting.b.rtp) == 1
-    assert meeting.sfu.counters["dropped_malformed"] == 1
+    assert meeting.sfu.counters["dropped_srtp_auth"] == 1
 
 
 # --- Participants going away -----------------------------------------------------------------
@@ -1102,3 +1102,27 @@ def test_a_publisher_sending_far_more_than_anyone_would_is_cut_to_its_rate(
                         10.0 + i / 100)
     meeting.network.deliver()
     assert len(meeting.b.rtp) == 100
+
+
+def test_loss_from_the_publisher_is_asked_for_by_the_sfu_and_repaired(meeting: Meeting) -> None:
+    """Before, a packet lost on the way in was asked for only after a receiver's NACK
+    found the SFU's cache without it. Now the SFU asks at once, and forwards the
+    packet when it comes."""
+    packets = list(camera_packets(2000, 10))
+    for packet in packets:
+        if packet is not packets[4]:  # 2004 is lost between the publisher and the SFU
+            meeting.publish(packet, 1.0)
+    meeting.network.deliver()
+    [nack] = meeting.a.take_rtcp(Nack)
+    assert (nack.media_ssrc, nack.lost) == (CAMERA_SSRC, [2004])
+    assert meeting.sfu.counters["nack_sent_upstream"] == 1
+    # Still missing at the next tick: asked again.
+    meeting.sfu.handle_timer(1.06)
+    meeting.network.deliver()
+    assert [n.lost for n in meeting.a.take_rtcp(Nack)] == [[2004]]
+    meeting.publish(packets[4], 1.08)  # the publisher sends it again
+    meeting.network.deliver()
+    assert rtp_sequence(meeting.b.rtp[-1]) == 2004
+    meeting.sfu.handle_timer(1.2)
+    meeting.network.deliver()
+    assert meeting.a.take_rtcp(Nack) == []

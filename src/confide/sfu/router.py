@@ -15,6 +15,7 @@ from .bwe import LossBasedEstimate
 from .packetcache import PacketCache
 from .sdp import Codec
 from .stats import ReceptionStats
+from .upstream_loss import UpstreamLoss
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -36,6 +37,8 @@ class PublishedStream:
     clock_rate: int
     stats: ReceptionStats = field(init=False)
     cache: PacketCache | None = field(init=False)
+    losses: UpstreamLoss | None = field(init=False)
+    """Video only: gaps from the publisher, asked for again (Opus has its own FEC)."""
     subscriptions: list[Subscription] = field(default_factory=list)
     sender_report: tuple[int, int] | None = None
     """NTP and RTP timestamp of the publisher's last sender report."""
@@ -51,6 +54,7 @@ class PublishedStream:
     def __post_init__(self) -> None:
         self.stats = ReceptionStats(self.ssrc, self.clock_rate)
         self.cache = PacketCache() if self.kind != "audio" else None
+        self.losses = UpstreamLoss() if self.kind != "audio" else None
 
     @property
     def media_kind(self) -> str:

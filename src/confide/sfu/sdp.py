@@ -268,6 +268,20 @@ class AnswerSection:
     sent: SentStream | None = None
 
 
+OPUS_RESILIENCE = {"useinbandfec": "1"}
+"""Asked of every Opus sender: in-band FEC (a lost packet is rebuilt from the next).
+Not DTX yet: its empty frames are shorter than the clear Opus byte the frame
+transform keeps (e2ee-worker.js), and would reach receivers mangled."""
+
+
+def with_opus_resilience(fmtp: str) -> str:
+    """The offer's Opus parameters with OPUS_RESILIENCE added where missing."""
+    params = [p.strip() for p in fmtp.split(";") if p.strip()]
+    named = {p.split("=", 1)[0] for p in params}
+    params += [f"{k}={v}" for k, v in OPUS_RESILIENCE.items() if k not in named]
+    return ";".join(params)
+
+
 def build_answer(
     offer: SessionDescription,
     sections: list[AnswerSection],
@@ -317,8 +331,9 @@ def build_answer(
             channels = f"/{codec.channels}" if codec.channels > 1 else ""
             encoding = "opus" if codec.name == "opus" else codec.name.upper()
             lines.append(f"a=rtpmap:{codec.payload_type} {encoding}/{codec.clock_rate}{channels}")
-            if codec.fmtp:
-                lines.append(f"a=fmtp:{codec.payload_type} {codec.fmtp}")
+            fmtp = with_opus_resilience(codec.fmtp) if codec.name == "opus" else codec.fmtp
+            if fmtp:
+                lines.append(f"a=fmtp:{codec.payload_type} {fmtp}")
             for fb in codec.feedback:
                 if fb in SUPPORTED_FEEDBACK.get(offered.kind, ()) and fb != "transport-cc":
                     lines.append(f"a=rtcp-fb:{codec.payload_type} {fb}")

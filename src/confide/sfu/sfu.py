@@ -282,7 +282,12 @@ class Sfu:
                 self._handle_srtp(data, address, now)
             else:
                 self.counters["dropped_unknown"] += 1
-        except (ValueError, pylibsrtp.Error) as exc:
+        except pylibsrtp.Error as exc:
+            # Not malformed: under loss, replay or after a session change SRTP can fail
+            # to authenticate; counted apart, so that malformed input stands out.
+            self.counters["dropped_srtp_auth"] += 1
+            logger.debug("dropped a datagram: %s", exc)
+        except ValueError as exc:
             self.counters["dropped_malformed"] += 1
             logger.debug("dropped a datagram: %s", exc)
         except Exception:  # A bug here must not take down other participants.
@@ -382,6 +387,8 @@ class Sfu:
             endpoint.over_send_rate = False  # back within its rate: the fast path again
         sequence_number = (packet[2] << 8) | packet[3]
         stream.stats.add(sequence_number, int.from_bytes(packet[4:8], "big"), now)
+        if stream.losses is not None:
+            self._ask_publisher(stream, stream.losses.received(sequence_number, now))
         if stream.cache is not None:
             stream.cache.put(sequence_number, packet)
         self.counters["rtp_received"] += 1
@@ -417,11 +424,13 @@ class Sfu:
         if failed or dropped:
             self._count_fan_out((failed, dropped))
         if unauthentic:
-            self.counters["dropped_malformed"] += unauthentic
+            self.counters["dropped_srtp_auth"] += unauthentic
         for stream, sequence_number, timestamp, length, packet, now in records:
             publisher = stream.publisher
             publisher.last_packet_at = now
             publisher.sending.charge(now, length + PACKET_COST)
+            if stream.losses is not None:
+                self._ask_publisher(stream, stream.losses.received(sequence_number, now))
             if publisher.sending.tokens < 0 and not publisher.over_send_rate:
                 # Sending more than it may: Python sees its next packets, and drops them.
                 publisher.over_send_rate = True
@@ -590,6 +599,13 @@ class Sfu:
             # Not in the cache: the publisher may still have it.
             self._send_rtcp(stream.publisher, [Nack(self.rtcp_ssrc, stream.ssrc, missing)])
 
+    def _ask_publisher(self, stream: PublishedStream, lost: list[int]) -> None:
+        """Ask the publisher to send again what never reached us (upstream_loss.py)."""
+        if not lost:
+            return
+        self.counters["nack_sent_upstream"] += len(lost)
+        self._send_rtcp(stream.publisher, [Nack(self.rtcp_ssrc, stream.ssrc, lost)])
+
     def _relay_sender_report(self, stream: PublishedStream, report: SenderReport) -> None:
         """Receivers get our own sender report, with the publisher's clock mapping (for
         lip sync) and the counts of what we sent. Those on the batched route share one
@@ -640,6 +656,10 @@ class Sfu:
             ):
                 self.counters["media_timeouts"] += 1
                 self.on_endpoint_lost(endpoint, "timeout")
+        for streams in self.streams.values():
+            for stream in streams.values():
+                if stream.losses is not None and stream.losses.missing:
+                    self._ask_publisher(stream, stream.losses.due(now))
         for endpoint in list(self.endpoints_by_ufrag.values()):
             # Each on its own second, counted from when it first could: people join
             # at different times, so the reports spread over the timer's ticks

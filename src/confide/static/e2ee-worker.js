@@ -126,8 +126,11 @@ function decryptor(kind, slot) {
         const metadata = data.subarray(0, clear);
         const sealed = data.subarray(clear);
         const id = Number(decodeHeader(sealed).kid);
-        if (!slotSenders.get(slot)?.has(Math.floor(id / 256))) {
-          // Someone else's frame in this tile: the server relabelled a stream.
+        const from = Math.floor(id / 256);
+        if (!slotSenders.get(slot)?.has(from)) {
+          // A frame of someone else we hold keys for, in this tile: the server relabelled
+          // a stream. Anything else with a stray KID is only undecryptable.
+          if (!keysBySender.has(from)) throw new Error('no key for this KID');
           counts.mislabelled += 1;
           return;
         }
