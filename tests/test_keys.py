@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from confide.e2ee.keys import (
+    CODE_GROUP,
+    CODE_GROUPS,
     Announcement,
     E2eeError,
     Identity,
@@ -230,28 +233,55 @@ def test_roster_keys_depend_on_link_and_meeting() -> None:
 IDENTITY_KEYS = [ALICE.identity, BOB.identity, CAROL.identity]
 
 
+def expected_code(meeting_id: str, identity_keys: list[bytes]) -> str:
+    """The code as docs/e2ee.md describes it, written again here."""
+    seed = hashlib.sha256(f"confide/1 security-code|{meeting_id}|".encode()
+                          + b"".join(sorted(identity_keys))).digest()
+    stream = b"".join(hashlib.sha256(seed + bytes([i])).digest()[:30] for i in range(4))
+    values = [int.from_bytes(stream[i : i + 3], "big") for i in range(0, len(stream), 3)]
+    return " ".join(f"{v % 100_000:05d}" for v in values if v < 16_700_000)[: 5 * 6 - 1]
+
+
 def test_security_code_is_the_known_answer() -> None:
-    digest = hashlib.sha256(b"confide/1 security-code" + b"".join(sorted(IDENTITY_KEYS)))
-    expected = " ".join(f"{byte % 100:02d}" for byte in digest.digest()[:6])
-    assert security_code(IDENTITY_KEYS) == expected
-    assert re.fullmatch(r"\d\d( \d\d){5}", expected)
+    code = security_code(MEETING_ID, IDENTITY_KEYS)
+    assert code == expected_code(MEETING_ID, IDENTITY_KEYS)
+    assert re.fullmatch(r"\d{5}( \d{5}){4}", code)
+
+
+def test_security_code_has_more_than_80_bits() -> None:
+    assert CODE_GROUPS * math.log2(CODE_GROUP) > 80
+
+
+def test_security_code_digits_are_uniform() -> None:
+    """Over 20,000 meetings, each of the 25 digit positions takes each value about
+    equally (chi-square, 9 degrees of freedom, well under the 0.1 % critical 27.9)."""
+    counts = [[0] * 10 for _ in range(25)]
+    for n in range(20_000):
+        digits = security_code(f"meeting-{n}", IDENTITY_KEYS).replace(" ", "")
+        for position, digit in enumerate(digits):
+            counts[position][int(digit)] += 1
+    for position in counts:
+        expected = 20_000 / 10
+        chi_square = sum((seen - expected) ** 2 / expected for seen in position)
+        assert chi_square < 27.9, position
 
 
 def test_security_code_does_not_depend_on_order() -> None:
-    codes = {security_code(list(order)) for order in itertools.permutations(IDENTITY_KEYS)}
+    codes = {security_code(MEETING_ID, list(order))
+             for order in itertools.permutations(IDENTITY_KEYS)}
     assert len(codes) == 1
 
 
 def test_security_code_changes_when_a_key_changes() -> None:
     substituted = bytearray(IDENTITY_KEYS[1])
     substituted[40] ^= 0x01
-    assert security_code(IDENTITY_KEYS) != security_code(
-        [IDENTITY_KEYS[0], bytes(substituted), IDENTITY_KEYS[2]]
+    assert security_code(MEETING_ID, IDENTITY_KEYS) != security_code(
+        MEETING_ID, [IDENTITY_KEYS[0], bytes(substituted), IDENTITY_KEYS[2]]
     )
 
 
 def test_security_code_changes_when_someone_joins() -> None:
-    assert security_code(IDENTITY_KEYS[:2]) != security_code(IDENTITY_KEYS)
+    assert security_code(MEETING_ID, IDENTITY_KEYS[:2]) != security_code(MEETING_ID, IDENTITY_KEYS)
 
 
 def test_fingerprint_is_the_known_answer() -> None:
@@ -851,8 +881,9 @@ SECURITY_CODE_SETS = {
     "identity_keys", SECURITY_CODE_SETS.values(), ids=SECURITY_CODE_SETS.keys()
 )
 def test_security_code_matches_javascript(js: NodeParticipant, identity_keys: list[bytes]) -> None:
-    answer = js.run("security-code", keys=[key.hex() for key in identity_keys])
-    assert answer["code"] == security_code(identity_keys)
+    keys = [key.hex() for key in identity_keys]
+    answer = js.run("security-code", meetingId=MEETING_ID, keys=keys)
+    assert answer["code"] == security_code(MEETING_ID, identity_keys)
 
 
 @pytest.mark.parametrize("identity", [ALICE, BOB, CAROL], ids=["alice", "bob", "carol"])

@@ -270,17 +270,18 @@ describe('ratchet, KID, security code and fingerprint', () => {
 
   test('the security code does not depend on order', async () => {
     const keys = [await participant(), await participant(), await participant()].map((k) => k.identity);
-    const code = await securityCode(keys);
-    assert.match(code, /^\d\d( \d\d){5}$/);
-    assert.equal(await securityCode([keys[2], keys[0], keys[1]]), code);
-    assert.equal(await securityCode([keys[1], keys[2], keys[0]]), code);
+    const code = await securityCode(MEETING_ID, keys);
+    assert.match(code, /^\d{5}( \d{5}){4}$/);
+    assert.equal(await securityCode(MEETING_ID, [keys[2], keys[0], keys[1]]), code);
+    assert.equal(await securityCode(MEETING_ID, [keys[1], keys[2], keys[0]]), code);
+    assert.notEqual(await securityCode('another-meeting', keys), code);
   });
 
   test('the security code changes when a key is substituted', async () => {
     const keys = [await participant(), await participant()].map((k) => k.identity);
     const substituted = concat(keys[1]);
     substituted[40] ^= 0x01;
-    assert.notEqual(await securityCode([keys[0], substituted]), await securityCode(keys));
+    assert.notEqual(await securityCode(MEETING_ID, [keys[0], substituted]), await securityCode(MEETING_ID, keys));
   });
 
   test('a fingerprint is 16 hex digits in groups of 4', async () => {

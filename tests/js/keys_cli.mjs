@@ -7,7 +7,7 @@
 //   hkdf {secret, salt, info, length}               -> {okm}
 //   ratchet {key, steps}                            -> {chain: [key after 1 step, ...]}
 //   kid {senderId, epoch}                           -> {kid}
-//   security-code {keys: [identity, ...]}           -> {code}
+//   security-code {meetingId, keys: [identity, ...]} -> {code}
 //   fingerprint {key}                               -> {fingerprint}
 //   join {linkSecret, meetingId}                    -> {senderId, xPublic, sPublic}
 //       (MeetingKeys.fromLink, then a fresh identity; the steps below use it)
@@ -68,7 +68,7 @@ async function run(request) {
     case 'kid':
       return { kid: kidOf(request.senderId, request.epoch) };
     case 'security-code':
-      return { code: await securityCode(request.keys.map(fromHex)) };
+      return { code: await securityCode(request.meetingId, request.keys.map(fromHex)) };
     case 'fingerprint':
       return { fingerprint: await fingerprint(fromHex(request.key)) };
     case 'join':

@@ -158,11 +158,27 @@ def kid_of(sender_id: int, epoch: int) -> int:
     return sender_id * 256 + epoch % 256
 
 
-def security_code(identity_keys: Iterable[bytes]) -> str:
-    """The meeting security code, e.g. "07 93 41 00 58 12": a short hash of every
-    current identity key (X25519 || Ed25519 public key), in any order."""
-    digest = hashlib.sha256(_utf8(f"{LABEL}security-code") + b"".join(sorted(identity_keys)))
-    return " ".join(f"{byte % 100:02d}" for byte in digest.digest()[:6])
+CODE_GROUPS, CODE_GROUP = 5, 100_000
+CODE_LIMIT = (2**24 // CODE_GROUP) * CODE_GROUP
+"""3-byte values at or above this are skipped, so that every group is uniform."""
+
+
+def security_code(meeting_id: str, identity_keys: Iterable[bytes]) -> str:
+    """The meeting security code, e.g. "04721 93310 58802 11467 30025": five groups of
+    five digits (83 bits, unbiased) over the meeting id and every current identity
+    key (X25519 || Ed25519 public key), in any order; as e2ee.js securityCode."""
+    seed = hashlib.sha256(_utf8(f"{LABEL}security-code|{meeting_id}|")
+                          + b"".join(sorted(identity_keys))).digest()
+    groups: list[str] = []
+    block = 0
+    while len(groups) < CODE_GROUPS:
+        data = hashlib.sha256(seed + bytes([block])).digest()
+        for i in range(0, len(data) - 2, 3):
+            value = int.from_bytes(data[i : i + 3], "big")
+            if value < CODE_LIMIT and len(groups) < CODE_GROUPS:
+                groups.append(f"{value % CODE_GROUP:05d}")
+        block += 1
+    return " ".join(groups)
 
 
 def fingerprint(identity_key: bytes) -> str:

@@ -89,16 +89,31 @@ export function ratchet(senderKey) {
 /** @param {number} senderId @param {number} epoch */
 export const kidOf = (senderId, epoch) => senderId * 256 + (epoch % 256);
 
+const CODE_GROUPS = 5;
+const CODE_GROUP = 100000;
+/** Largest multiple of 10^5 below 2^24: 3-byte values at or above it are skipped, so every group is uniform. */
+const CODE_LIMIT = Math.floor(2 ** 24 / CODE_GROUP) * CODE_GROUP;
+
 /**
- * The meeting security code: a short hash of every current identity key, sorted,
- * equal on every screen only if the server substituted none.
- * @param {Uint8Array[]} identityKeys X25519 public key || Ed25519 public key, per person
+ * The meeting security code: five groups of five digits (83 bits, unbiased), e.g.
+ * "04721 93310 58802 11467 30025", over the meeting id and every identity key
+ * (X25519 || Ed25519 public) in any order. Equal on every screen only if the server
+ * substituted no key. Digits come from SHA-256 blocks by rejection sampling.
+ * @param {string} meetingId @param {Uint8Array[]} identityKeys
  */
-export async function securityCode(identityKeys) {
+export async function securityCode(meetingId, identityKeys) {
   const sorted = [...identityKeys].sort(compareBytes);
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256',
-    concat(encoder.encode(`${LABEL}security-code`), ...sorted)));
-  return Array.from(digest.subarray(0, 6), (b) => String(b % 100).padStart(2, '0')).join(' ');
+  const seed = new Uint8Array(await crypto.subtle.digest('SHA-256',
+    concat(encoder.encode(`${LABEL}security-code|${meetingId}|`), ...sorted)));
+  const groups = [];
+  for (let block = 0; groups.length < CODE_GROUPS; block += 1) {
+    const bytes = new Uint8Array(await crypto.subtle.digest('SHA-256', concat(seed, Uint8Array.of(block))));
+    for (let i = 0; i + 3 <= bytes.length && groups.length < CODE_GROUPS; i += 3) {
+      const value = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+      if (value < CODE_LIMIT) groups.push(String(value % CODE_GROUP).padStart(5, '0'));
+    }
+  }
+  return groups.join(' ');
 }
 
 /** One person's fingerprint, to compare out of band. @param {Uint8Array} identityKey */

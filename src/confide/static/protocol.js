@@ -545,7 +545,7 @@ export class MeetingClient {
     if (!this.keys) return;
     const identities = [this.keys.identity];
     for (const person of this.participants.values()) if (person.peer && person.live) identities.push(person.peer.identity);
-    this.securityCode = await securityCode(identities);
+    this.securityCode = await securityCode(this.meetingId, identities);
     this.onsecuritycode(this.securityCode);
   }
 
