@@ -55,7 +55,7 @@ def wait_for_equal_codes(everyone: list[Person], timeout: float = 20) -> str:
         codes = {p.name: p.security_code for p in everyone}
         chips = {p.name: p.text("#encryption-text") for p in everyone}
         if len(set(codes.values())) == 1 and all(
-            f"security code {codes[name]}" in chip for name, chip in chips.items()
+            f"encrypted · {codes[name]}" in chip for name, chip in chips.items()
         ):
             return next(iter(codes.values()))
         time.sleep(0.2)

@@ -750,8 +750,8 @@ function renderEncryption({ endToEnd, failing, waiting, unverified }) {
   chip.classList.toggle('pending', stateName === 'pending');
   chip.classList.toggle('failing', stateName === 'failing');
   if (stateName === 'e2ee') {
-    text.textContent = `End-to-end encrypted · security code ${code}`;
-    chip.title = 'Every sent and received track is encrypted with keys the server never has';
+    text.textContent = `End-to-end encrypted · ${code}`;
+    chip.title = `Every sent and received track is encrypted with keys the server never has. Security code ${code}: compare it aloud`;
   } else if (unverified.length) {
     text.textContent = `Keys not verified for ${unverified.length} ${unverified.length === 1 ? 'person' : 'people'}: possible attack`;
     chip.title = 'Someone’s keys failed verification; nothing is shared with them';
