@@ -287,8 +287,8 @@ def test_answer_lists_the_chosen_codecs_with_their_parameters(offer: SessionDesc
     sections = answer_sections(answer_for(offer))
     assert sections[1][0] == "m=audio 9 UDP/TLS/RTP/SAVPF 111"
     assert "a=rtpmap:111 opus/48000/2" in sections[1]
-    # Opus as offered, and asked for in-band FEC.
-    assert "a=fmtp:111 minptime=10;useinbandfec=1" in sections[1]
+    # Opus as offered, and asked for in-band FEC and DTX.
+    assert "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1" in sections[1]
     assert sections[2][0] == "m=video 9 UDP/TLS/RTP/SAVPF 96"
     assert "a=rtpmap:96 VP8/90000" in sections[2]
     assert sections[3][0] == "m=video 9 UDP/TLS/RTP/SAVPF 96 102 106"
@@ -506,7 +506,8 @@ def test_firefox_offer_gives_vp8_and_the_camera_ssrc_without_rtx() -> None:
     assert camera.ssrcs == [3561257181]
 
 
-def test_opus_senders_are_asked_for_fec_once() -> None:
-    assert with_opus_resilience("") == "useinbandfec=1"
-    assert with_opus_resilience("minptime=10;useinbandfec=1") == "minptime=10;useinbandfec=1"
-    assert with_opus_resilience("useinbandfec=0; stereo=1") == "useinbandfec=0;stereo=1"
+def test_opus_senders_are_asked_for_fec_and_dtx_once() -> None:
+    assert with_opus_resilience("") == "useinbandfec=1;usedtx=1"
+    assert with_opus_resilience("minptime=10;useinbandfec=1") == (
+        "minptime=10;useinbandfec=1;usedtx=1")
+    assert with_opus_resilience("usedtx=0; stereo=1") == "usedtx=0;stereo=1;useinbandfec=1"

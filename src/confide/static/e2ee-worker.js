@@ -99,6 +99,12 @@ function encryptor(kind) {
     async transform(frame, controller) {
       if (!sender) { sending.dropped += 1; return; }
       const data = new Uint8Array(frame.data);
+      if (data.length === 0) {
+        // An empty frame (Opus DTX sends them in silence) holds nothing to protect,
+        // and the receiver could not tell its SFrame header from a clear byte.
+        controller.enqueue(frame);
+        return;
+      }
       const clear = Math.min(clearLength(frame, kind), data.length);
       const metadata = data.subarray(0, clear);
       const sealed = await sender.sframe.encrypt(data.subarray(clear), metadata);
@@ -120,6 +126,7 @@ function decryptor(kind, slot) {
   return new TransformStream({
     async transform(frame, controller) {
       const data = new Uint8Array(frame.data);
+      if (data.length === 0) { controller.enqueue(frame); return; } // nothing in it (see encryptor)
       const clear = clearLength(frame, kind);
       try {
         if (data.length <= clear) throw new Error('frame too short');
