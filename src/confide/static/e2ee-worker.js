@@ -99,7 +99,7 @@ function encryptor(kind) {
     async transform(frame, controller) {
       if (!sender) { sending.dropped += 1; return; }
       const data = new Uint8Array(frame.data);
-      if (data.length === 0) {
+      if (data.length === 0 && kind === 'audio') {
         // An empty frame (Opus DTX sends them in silence) holds nothing to protect,
         // and the receiver could not tell its SFrame header from a clear byte.
         controller.enqueue(frame);
@@ -126,7 +126,7 @@ function decryptor(kind, slot) {
   return new TransformStream({
     async transform(frame, controller) {
       const data = new Uint8Array(frame.data);
-      if (data.length === 0) { controller.enqueue(frame); return; } // nothing in it (see encryptor)
+      if (data.length === 0 && kind === 'audio') { controller.enqueue(frame); return; } // see encryptor
       const clear = clearLength(frame, kind);
       try {
         if (data.length <= clear) throw new Error('frame too short');
