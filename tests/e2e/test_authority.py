@@ -29,6 +29,25 @@ def behind_proxy(server: Server) -> Iterator[tuple[TamperingProxy, Server]]:
     proxy.stop()
 
 
+@pytest.fixture
+def host_and_guest(
+    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+) -> Iterator[tuple[TamperingProxy, Participant, Participant]]:
+    """Hilde hosts on the real server; Vera joins through the tampering one."""
+    proxy, tampered = behind_proxy
+    host = Participant(browser, server, "Hilde")
+    guest = Participant(browser, tampered, "Vera")
+    guest.expects_alerts = True
+    try:
+        link = host.create_meeting()
+        host.join()
+        guest.join(link.replace(server.base_url, tampered.base_url))
+        yield proxy, host, guest
+    finally:
+        host.close()
+        guest.close()
+
+
 def on_ping(forge: Any) -> Tamper:
     """Sends what `forge()` returns when the client next pings (once), then the pong."""
     done: list[bool] = []
@@ -41,6 +60,15 @@ def on_ping(forge: Any) -> Tamper:
     return tamper
 
 
+def recording(kind: str, into: list[dict[str, Any]]) -> Tamper:
+    """Relays everything, keeping a copy of each message of this type (to replay)."""
+    def tamper(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] == kind:
+            into.append(message)
+        return message
+    return tamper
+
+
 def alert_text(person: Participant) -> str:
     alert = person.page.locator("#security-alert")
     alert.wait_for(state="visible", timeout=10_000)
@@ -48,42 +76,25 @@ def alert_text(person: Participant) -> str:
 
 
 def test_a_replayed_host_action_is_refused(
-    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
-    artifacts: Path,
+    host_and_guest: tuple[TamperingProxy, Participant, Participant], artifacts: Path,
 ) -> None:
     """The host locks the meeting and unlocks it again; the server then delivers the
     signed lock a second time. Before, the guest's page showed the meeting locked."""
-    proxy, tampered = behind_proxy
+    proxy, host, guest = host_and_guest
     seen: list[dict[str, Any]] = []
-
-    def record(message: dict[str, Any]) -> dict[str, Any]:
-        if message["type"] == "host-action":
-            seen.append(message)
-        return message
-
-    proxy.tamper = record
-    host = Participant(browser, server, "Hilde")
-    guest = Participant(browser, tampered, "Vera")
-    guest.expects_alerts = True
-    try:
-        link = host.create_meeting()
-        host.join()
-        guest.join(link.replace(server.base_url, tampered.base_url))
-        host.open_panel("participants")
-        host.page.locator("#lock-meeting").check()
-        guest.page.locator("#locked-indicator").wait_for(state="visible")
-        host.page.locator("#lock-meeting").uncheck()
-        guest.page.locator("#locked-indicator").wait_for(state="hidden")
-        [lock] = [m for m in seen if json.loads(m["action"])["kind"] == "lock"]
-        proxy.tamper = on_ping(lambda: [lock])
-        guest.client_call("_send", {"type": "ping"})
-        assert "already done once" in alert_text(guest)
-        guest.page.screenshot(path=str(artifacts / "authority-replayed-action.png"))
-        assert guest.evaluate("() => window.confideClient.policy.locked") is False
-        assert guest.page.locator("#locked-indicator").is_hidden()
-    finally:
-        host.close()
-        guest.close()
+    proxy.tamper = recording("host-action", seen)
+    host.open_panel("participants")
+    host.page.locator("#lock-meeting").check()
+    guest.page.locator("#locked-indicator").wait_for(state="visible")
+    host.page.locator("#lock-meeting").uncheck()
+    guest.page.locator("#locked-indicator").wait_for(state="hidden")
+    [lock] = [m for m in seen if json.loads(m["action"])["kind"] == "lock"]
+    proxy.tamper = on_ping(lambda: [lock])
+    guest.client_call("_send", {"type": "ping"})
+    assert "already done once" in alert_text(guest)
+    guest.page.screenshot(path=str(artifacts / "authority-replayed-action.png"))
+    assert guest.evaluate("() => window.confideClient.policy.locked") is False
+    assert guest.page.locator("#locked-indicator").is_hidden()
 
 
 def test_a_host_action_the_server_re_aims_is_refused(
@@ -128,77 +139,42 @@ def test_a_host_action_the_server_re_aims_is_refused(
             person.close()
 
 
-def test_a_removal_the_host_did_not_sign_is_worded_as_the_servers(
-    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
-) -> None:
-    proxy, tampered = behind_proxy
-    host = Participant(browser, server, "Hilde")
-    guest = Participant(browser, tampered, "Vera")
-    guest.expects_alerts = True
-    try:
-        link = host.create_meeting()
-        host.join()
-        guest.join(link.replace(server.base_url, tampered.base_url))
-        proxy.tamper = on_ping(lambda: [{
-            "type": "error", "code": "removed", "fatal": True,
-            "message": "the host removed you from the meeting"}])
-        guest.client_call("_send", {"type": "ping"})
-        guest.wait_for_status("failed")
-        assert "The server disconnected you (the host did not sign this)" in guest.status_text
-        assert "host removed" not in guest.page.locator("body").inner_text()
-    finally:
-        host.close()
-        guest.close()
+UNSIGNED_DISMISSALS = {
+    "removed": ({"type": "error", "code": "removed", "fatal": True,
+                 "message": "the host removed you from the meeting"},
+                "The server disconnected you (the host did not sign this)", "host removed"),
+    "ended": ({"type": "ended", "message": "the host ended the meeting"},
+              "The server closed the meeting", "host ended"),
+}
 
 
-def test_an_end_the_host_did_not_sign_is_worded_as_the_servers(
-    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+@pytest.mark.parametrize("dismissal", UNSIGNED_DISMISSALS.values(), ids=UNSIGNED_DISMISSALS.keys())
+def test_a_dismissal_the_host_did_not_sign_is_worded_as_the_servers(
+    host_and_guest: tuple[TamperingProxy, Participant, Participant],
+    dismissal: tuple[dict[str, Any], str, str],
 ) -> None:
-    proxy, tampered = behind_proxy
-    host = Participant(browser, server, "Hilde")
-    guest = Participant(browser, tampered, "Vera")
-    guest.expects_alerts = True
-    try:
-        link = host.create_meeting()
-        host.join()
-        guest.join(link.replace(server.base_url, tampered.base_url))
-        proxy.tamper = on_ping(lambda: [{"type": "ended", "message": "the host ended the meeting"}])
-        guest.client_call("_send", {"type": "ping"})
-        guest.page.get_by_text("The server closed the meeting").first.wait_for(timeout=10_000)
-        assert "host ended" not in guest.page.locator("body").inner_text().lower()
-    finally:
-        host.close()
-        guest.close()
+    """Before, the page said "The host removed you" or "The host ended the meeting"
+    on the server's word alone."""
+    forged, shown, never = dismissal
+    proxy, _, guest = host_and_guest
+    proxy.tamper = on_ping(lambda: [forged])
+    guest.client_call("_send", {"type": "ping"})
+    guest.page.get_by_text(shown).first.wait_for(timeout=10_000)
+    assert never not in guest.page.locator("body").inner_text().lower()
 
 
 def test_a_chat_message_delivered_twice_shows_once(
-    browser: Browser, server: Server, behind_proxy: tuple[TamperingProxy, Server],
+    host_and_guest: tuple[TamperingProxy, Participant, Participant],
 ) -> None:
-    proxy, tampered = behind_proxy
+    proxy, host, guest = host_and_guest
     chats: list[dict[str, Any]] = []
-
-    def record(message: dict[str, Any]) -> dict[str, Any]:
-        if message["type"] == "chat":
-            chats.append(message)
-        return message
-
-    proxy.tamper = record
-    host = Participant(browser, server, "Hilde")
-    guest = Participant(browser, tampered, "Vera")
-    guest.expects_alerts = True
-    try:
-        link = host.create_meeting()
-        host.join()
-        guest.join(link.replace(server.base_url, tampered.base_url))
-        host.send_chat("said once")
-        guest.page.wait_for_selector(".chat-message:has-text('said once')", state="attached")
-        proxy.tamper = on_ping(lambda: [chats[-1]])
-        guest.client_call("_send", {"type": "ping"})
-        assert "delivered twice" in alert_text(guest)
-        assert guest.page.locator(".chat-message:has-text('said once')").count() == 1
-    finally:
-        host.close()
-        guest.close()
+    proxy.tamper = recording("chat", chats)
+    host.send_chat("said once")
+    guest.page.wait_for_selector(".chat-message:has-text('said once')", state="attached")
+    proxy.tamper = on_ping(lambda: [chats[-1]])
+    guest.client_call("_send", {"type": "ping"})
+    assert "delivered twice" in alert_text(guest)
+    assert guest.page.locator(".chat-message:has-text('said once')").count() == 1
 
 
 def test_a_stream_the_server_puts_in_someone_elses_tile_is_not_played(
@@ -260,13 +236,7 @@ def test_someone_who_left_cannot_be_replayed_into_the_meeting(
     private key left with his page), and Vera's page says so."""
     proxy, tampered = behind_proxy
     joined: list[dict[str, Any]] = []
-
-    def record(message: dict[str, Any]) -> dict[str, Any]:
-        if message["type"] == "joined":
-            joined.append(message)
-        return message
-
-    proxy.tamper = record
+    proxy.tamper = recording("joined", joined)
     host = Participant(browser, server, "Hilde")
     vera = Participant(browser, tampered, "Vera")
     vera.expects_alerts = True

@@ -88,6 +88,25 @@ static Py_ssize_t flush(int fd, int count) {
     return dropped;
 }
 
+/* Copy `length` bytes at `packet` into slot `index`, protect them in place, and
+ * make message `index` send that slot to the packed sockaddr `address`.
+ * Returns -1 (and queues nothing) if the copy could not be protected. */
+static int queue_copy(int index, const unsigned char *packet, int length, protect_fn apply,
+                      void *context, PyObject *address) {
+    unsigned char *slot = slots[index];
+    int protected_length = length;
+    memcpy(slot, packet, (size_t)length);
+    if (apply(context, slot, &protected_length) != 0) return -1;
+    vectors[index].iov_base = slot;
+    vectors[index].iov_len = (size_t)protected_length;
+    memset(&messages[index], 0, sizeof messages[index]);
+    messages[index].msg_hdr.msg_name = PyBytes_AS_STRING(address);
+    messages[index].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
+    messages[index].msg_hdr.msg_iov = &vectors[index];
+    messages[index].msg_hdr.msg_iovlen = 1;
+    return 0;
+}
+
 /* Protect `length` bytes at `packet` for each target and send the copies;
  * adds to *failed (could not protect) and *dropped (could not send). */
 static void send_copies(int fd, const unsigned char *packet, int length, protect_fn apply,
@@ -108,21 +127,10 @@ static void send_copies(int fd, const unsigned char *packet, int length, protect
             (*failed)++;
             continue;
         }
-        PyObject *address = PyTuple_GET_ITEM(target, 1);
-        unsigned char *slot = slots[count];
-        int protected_length = length;
-        memcpy(slot, packet, (size_t)length);
-        if (apply(context, slot, &protected_length) != 0) {
+        if (queue_copy(count, packet, length, apply, context, PyTuple_GET_ITEM(target, 1)) != 0) {
             (*failed)++;
             continue;
         }
-        vectors[count].iov_base = slot;
-        vectors[count].iov_len = (size_t)protected_length;
-        memset(&messages[count], 0, sizeof messages[count]);
-        messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
-        messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
-        messages[count].msg_hdr.msg_iov = &vectors[count];
-        messages[count].msg_hdr.msg_iovlen = 1;
         if (++count == BATCH) {
             *dropped += flush(fd, count);
             count = 0;
@@ -193,20 +201,11 @@ static PyObject *send_each(PyObject *module, PyObject *args) {
             failed++;
             continue;
         }
-        unsigned char *slot = slots[count];
-        int protected_length = (int)length;
-        memcpy(slot, PyBytes_AS_STRING(packet), (size_t)length);
-        if (protect(context, slot, &protected_length) != 0) {
+        if (queue_copy(count, (const unsigned char *)PyBytes_AS_STRING(packet), (int)length,
+                       protect, context, address) != 0) {
             failed++;
             continue;
         }
-        vectors[count].iov_base = slot;
-        vectors[count].iov_len = (size_t)protected_length;
-        memset(&messages[count], 0, sizeof messages[count]);
-        messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
-        messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
-        messages[count].msg_hdr.msg_iov = &vectors[count];
-        messages[count].msg_hdr.msg_iovlen = 1;
         if (++count == BATCH) {
             dropped += flush(fd, count);
             count = 0;
