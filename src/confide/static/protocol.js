@@ -1032,7 +1032,7 @@ export class MeetingClient {
 
   /** Who signed an action, as this page can tell from the key: not the server's word. @param {any} action */
   _signerName(action) {
-    if (action.signer === this._ownSigner() || (this.keys && action.signer === b64url(this.keys.sPublic))) return 'You';
+    if (action.signer === this._ownSigner()) return 'You';
     if (action.byHost) return 'The host';
     const cohost = [...this.participants.values()].find((p) => p.peer && b64url(p.peer.sPublic) === action.signer);
     return cohost?.name ?? 'A co-host';
