@@ -44,6 +44,16 @@ def signed(kind: str, target: str | None = None, key: Ed25519PrivateKey = HOST,
     return text, key.sign(action_bytes(text))
 
 
+_versions = iter(range(1, 10**6))
+
+
+def policy(**changes: Any) -> dict[str, Any]:
+    """The whole policy a policy action carries, with the next version."""
+    whole = {"v": next(_versions), "locked": False, "lobby": True, "screen": "host",
+             "chat": True}
+    return {"policy": {**whole, **changes}}
+
+
 def moderation() -> Moderation:
     return Moderation(meeting_id=MEETING, host_key=public(HOST))
 
@@ -62,9 +72,9 @@ def refused(meeting: Moderation, text: str, signature: bytes, now: int = NOW) ->
 
 def test_the_host_can_lock_and_unlock() -> None:
     meeting = moderation()
-    act(meeting, *signed("lock"))
+    act(meeting, *signed("lock", params=policy(locked=True)))
     assert meeting.locked
-    act(meeting, *signed("unlock"))
+    act(meeting, *signed("unlock", params=policy()))
     assert not meeting.locked
 
 
@@ -95,11 +105,67 @@ def test_an_action_for_another_meeting_is_refused() -> None:
 
 def test_a_replayed_action_is_refused() -> None:
     meeting = moderation()
-    text, signature = signed("lock")
+    text, signature = signed("lock", params=policy(locked=True))
     act(meeting, text, signature)
-    act(meeting, *signed("unlock"))
+    act(meeting, *signed("unlock", params=policy()))
     assert refused(meeting, text, signature) == "replayed-action"
     assert not meeting.locked
+
+
+def test_a_policy_older_than_the_one_in_force_is_refused() -> None:
+    meeting = moderation()
+    older = signed("lock", params=policy(locked=True))
+    act(meeting, *signed("unlock", params=policy()))
+    assert refused(meeting, *older) == "stale-policy"
+    assert not meeting.locked and meeting.policy_signed is None
+
+
+def test_the_signed_policy_in_force_is_kept_as_it_travels() -> None:
+    meeting = moderation()
+    text, signature = signed("lobby", params=policy(lobby=False))
+    action = parse_host_action(text)
+    meeting.authorize(action, signature, NOW)
+    meeting.apply(action, {"action": text, "signature": b64(signature)})
+    assert not meeting.lobby
+    assert meeting.policy_signed == {"action": text, "signature": b64(signature)}
+
+
+@pytest.mark.parametrize("bad", [
+    None, {"v": 1}, {**policy()["policy"], "v": 0}, {**policy()["policy"], "v": True},
+    {**policy()["policy"], "locked": "yes"}, {**policy()["policy"], "screen": "all"},
+    {**policy()["policy"], "extra": 1},
+])
+def test_a_policy_action_must_carry_a_whole_valid_policy(bad: Any) -> None:
+    assert refused(moderation(), *signed("lock", params={"policy": bad})) == "bad-action"
+
+
+def test_remove_revokes_the_identity_and_remove_with_block_blocks_it() -> None:
+    meeting = moderation()
+    bob, eve = bytes(range(32)), bytes(range(1, 33))
+    act(meeting, *signed("remove", target="bob", params={"identity": b64(bob)}))
+    act(meeting, *signed("remove", target="eve", params={"identity": b64(eve), "block": True}))
+    assert meeting.revoked == {bob, eve}
+    assert meeting.blocked == {eve}
+    # Someone unverified has no identity to revoke; removing them still works.
+    act(meeting, *signed("remove", target="mallory", params={"identity": ""}))
+    assert meeting.revoked == {bob, eve}
+
+
+def test_the_signed_state_survives_a_round_trip() -> None:
+    meeting = moderation()
+    text, signature = signed("lock", params=policy(locked=True, chat=False))
+    action = parse_host_action(text)
+    meeting.authorize(action, signature, NOW)
+    meeting.apply(action, {"action": text, "signature": b64(signature)})
+    act(meeting, *signed("remove", target="eve", params={"identity": b64(bytes(32)),
+                                                           "block": True}))
+    restored = moderation()
+    restored.restore_signed_state(str(meeting.signed_state()))
+    assert (restored.locked, restored.chat, restored.policy_version) == (
+        True, False, meeting.policy_version)
+    assert restored.policy_signed == meeting.policy_signed
+    assert restored.revoked == restored.blocked == {bytes(32)}
+    assert moderation().signed_state() is None
 
 
 def test_a_stale_action_is_refused() -> None:
@@ -108,7 +174,7 @@ def test_a_stale_action_is_refused() -> None:
 
 
 def test_a_meeting_without_a_host_key_takes_no_host_action() -> None:
-    assert refused(Moderation(meeting_id=MEETING), *signed("lock")) == "not-host"
+    assert refused(Moderation(meeting_id=MEETING), *signed("end")) == "not-host"
 
 
 def test_a_named_cohost_can_act_until_revoked() -> None:
@@ -120,7 +186,7 @@ def test_a_named_cohost_can_act_until_revoked() -> None:
     assert "dave" in meeting.muted_by_host
     act(meeting, *signed("revoke-cohost", target="carol"))
     assert not meeting.is_host("carol")
-    assert refused(meeting, *signed("lock", key=cohost)) == "not-host"
+    assert refused(meeting, *signed("end", key=cohost)) == "not-host"
 
 
 def test_a_cohost_cannot_name_cohosts() -> None:
@@ -137,7 +203,7 @@ def test_a_cohost_cannot_name_cohosts() -> None:
 def test_permissions_open_screen_share_and_close_chat() -> None:
     meeting = moderation()
     assert not meeting.may_share_screen("alice")
-    act(meeting, *signed("permissions", params={"screen": "everyone", "chat": False}))
+    act(meeting, *signed("permissions", params=policy(screen="everyone", chat=False)))
     assert meeting.may_share_screen("alice")
     assert not meeting.may_chat("alice")
     meeting.hosts_present.add("host")

@@ -75,7 +75,7 @@ def test_saving_again_updates_the_join_key_and_last_use_but_not_creation(tmp_pat
     unclaimed.join_key, unclaimed.created_at, unclaimed.last_used_at = JOIN_KEY, 5.0, 2500.0
     store.save(unclaimed, now=2500.0)
     store.close()
-    assert rows(tmp_path / "meetings.db") == [(MEETING_ID, JOIN_KEY, None, 1000, 2500)]
+    assert rows(tmp_path / "meetings.db") == [(MEETING_ID, JOIN_KEY, None, 1000, 2500, None)]
 
 
 def test_the_store_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_an_erased_meeting_leaves_no_bytes_in_the_file(tmp_path: Path) -> None:
     store.delete([MEETING_ID])
     store.close()
     assert rows(tmp_path / "meetings.db") == [
-        (OTHER_MEETING_ID, OTHER_JOIN_KEY, None, 1000, 2000)
+        (OTHER_MEETING_ID, OTHER_JOIN_KEY, None, 1000, 2000, None)
     ]
     raw = file_bytes(tmp_path)
     assert OTHER_MEETING_ID.encode() in raw and OTHER_JOIN_KEY in raw
@@ -229,7 +229,7 @@ async def test_meetings_that_expired_while_the_server_was_down_are_erased_at_sta
 
 async def test_the_file_holds_only_ids_join_keys_and_times(tmp_path: Path) -> None:
     """A meeting with two people who chat, then a restart: the file has one table of
-    five columns, one row, and no participant id, profile, chat or link secret."""
+    six columns, one row, and no participant id, profile, chat or link secret."""
     store = tmp_path / "meetings.db"
     link_secret = secrets.token_bytes(32)
     profile_marker = "profile-of-Zebulon-Quartermaine"
@@ -252,12 +252,13 @@ async def test_the_file_holds_only_ids_join_keys_and_times(tmp_path: Path) -> No
         schema = list(connection.execute("SELECT type, name FROM sqlite_master ORDER BY name"))
         assert schema == [("table", "meetings"), ("index", "sqlite_autoindex_meetings_1")]
         columns = [row[1] for row in connection.execute("PRAGMA table_info(meetings)")]
-        assert columns == ["id", "join_key", "host_key", "created_at", "last_used_at"]
+        assert columns == ["id", "join_key", "host_key", "created_at", "last_used_at",
+                           "signed_state"]
         stored = list(connection.execute("SELECT * FROM meetings"))
     join_key = join_key_public(derive_join_key(link_secret, meeting_id))
     assert len(stored) == 1
-    stored_id, stored_key, _host_key, created_at, last_used_at = stored[0]
-    assert (stored_id, stored_key) == (meeting_id, join_key)
+    stored_id, stored_key, _host_key, created_at, last_used_at, signed_state = stored[0]
+    assert (stored_id, stored_key, signed_state) == (meeting_id, join_key, None)
     assert isinstance(created_at, int) and isinstance(last_used_at, int)
     assert created_at <= last_used_at <= time.time()
 
@@ -270,3 +271,28 @@ async def test_the_file_holds_only_ids_join_keys_and_times(tmp_path: Path) -> No
     ]
     for needle in secrets_and_people:
         assert needle not in raw, needle
+
+
+def test_a_store_from_before_signed_state_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "meetings.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE meetings (id TEXT PRIMARY KEY NOT NULL, join_key BLOB,"
+                           " host_key BLOB, created_at INTEGER NOT NULL,"
+                           " last_used_at INTEGER NOT NULL) STRICT")
+        connection.execute("INSERT INTO meetings VALUES (?, ?, NULL, 1000, 2000)",
+                           (MEETING_ID, JOIN_KEY))
+    store = MeetingStore(path)
+    kept = store.open()
+    store.close()
+    assert [(m.id, m.join_key, m.signed_state) for m in kept] == [(MEETING_ID, JOIN_KEY, None)]
+
+
+def test_what_the_host_signed_is_kept_across_a_restart(tmp_path: Path) -> None:
+    store = MeetingStore(tmp_path / "meetings.db")
+    store.open()
+    kept = meeting()
+    kept.moderation.revoked = {bytes(32)}
+    store.save(kept, now=2000.0)
+    store.close()
+    [stored] = MeetingStore(tmp_path / "meetings.db").open()
+    assert stored.signed_state == kept.moderation.signed_state()

@@ -268,3 +268,58 @@ def test_someone_who_left_cannot_be_replayed_into_the_meeting(
     finally:
         for person in (host, vera, carl):
             person.close()
+
+
+def test_someone_let_in_without_the_hosts_signed_admit_gets_no_keys(
+    browser: Browser, server: Server,
+    host_and_guest: tuple[TamperingProxy, Participant, Participant], artifacts: Path,
+) -> None:
+    """The server announces Carl to Vera without the host's signed admit, as a server
+    that let him in past the lobby on its own would have to. Before, Vera's page
+    shared her keys with anyone the server announced."""
+    proxy, host, vera = host_and_guest
+
+    def drop_pass(message: dict[str, Any]) -> dict[str, Any]:
+        if message["type"] == "joined":
+            message["participant"]["pass"] = None
+        return message
+
+    proxy.tamper = drop_pass
+    carl = Participant(browser, server, "Carl")
+    try:
+        carl.join(host.page.url)
+        assert "no pass signed by the host" in alert_text(vera)
+        vera.open_panel("participants")
+        entry = vera.page.locator(f"#participant-list li[data-participant-id='{carl.self_id}']")
+        entry.wait_for()
+        assert "Not verified" in entry.inner_text()
+        vera.page.screenshot(path=str(artifacts / "authority-admitted-without-pass.png"))
+        # The host, who did let Carl in, sees and decrypts him.
+        assert carl.self_id in host.wait_for_playing({carl.self_id})
+    finally:
+        carl.close()
+
+
+def test_remove_and_block_keeps_them_out_even_of_the_lobby(
+    browser: Browser, server: Server, artifacts: Path,
+) -> None:
+    """Before, a removed person knocked again, or walked in with the lobby off."""
+    host = Participant(browser, server, "Hilde")
+    bob = Participant(browser, server, "Bob")
+    try:
+        link = host.create_meeting()
+        host.join()
+        bob.join(link)
+        host.client_call("removeAndBlock", bob.self_id)
+        bob.page.get_by_text("The host removed you from the meeting").first.wait_for(
+            timeout=10_000)
+        # Back with the same browser (its identity is kept for the meeting): refused at the door.
+        bob.page.reload()
+        bob.join(wait_connected=False)
+        bob.page.get_by_text("blocked you").first.wait_for(timeout=10_000)
+        bob.page.screenshot(path=str(artifacts / "authority-blocked.png"))
+        host.open_panel("participants")
+        assert host.page.locator("#lobby-list li").count() == 0
+    finally:
+        host.close()
+        bob.close()

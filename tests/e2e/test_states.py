@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from playwright.sync_api import Browser
 
 from .participant import Participant, Server
@@ -56,32 +58,68 @@ def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Brows
         process.wait(timeout=10)
 
 
+# Every status the page shows, in order, from the moment this runs.
+RECORD_STATUSES = """() => {
+  window.statusesSeen = [];
+  const status = document.querySelector('#status');
+  new MutationObserver(() => window.statusesSeen.push(status.dataset.status))
+    .observe(status, { attributes: true, attributeFilter: ['data-status'] });
+}"""
+
+
+def wait_for_code(person: Participant, code: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while person.security_code != code:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{person.name}'s code is {person.security_code}, not {code}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
 def test_a_server_restart_with_its_store_is_ridden_out_without_a_click(
-    browser: Browser, tmp_path: Path, artifacts: Path
+    browser: Browser, tmp_path: Path, artifacts: Path, stop: str,
 ) -> None:
-    """SIGTERM, as an upgrade does: the page says the server is restarting (not that
-    anyone left), and once the server is back on the same store the host is back in
-    the meeting with video, by itself."""
+    """SIGTERM, as an upgrade does, or SIGKILL, as a crash: the host and a guest the
+    host let in are back in the meeting by themselves once the server is back on the
+    same store, with video, E2EE and the same security code. Before, the guest
+    waited in the lobby until the host clicked Admit again."""
     store = str(tmp_path / "confide.sqlite3")
-    process, server = start_server("sigterm-server.log", "--store", store)
+    process, server = start_server(f"{stop}-server.log", "--store", store)
+    alice, bob = Participant(browser, server, "Alice"), Participant(browser, server, "Bob")
     try:
-        alice = Participant(browser, server, "Alice")
-        alice.create_meeting()
+        link = alice.create_meeting()
         alice.join()
-        process.terminate()
+        bob.join(link)
+        for person in (alice, bob):
+            person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+        code = alice.security_code
+        wait_for_code(bob, code)
+        bob.evaluate(RECORD_STATUSES)
+        if stop == "SIGTERM":
+            process.terminate()
+        else:
+            process.kill()
         process.wait(timeout=10)
-        alice.page.get_by_text("The server is restarting").first.wait_for(timeout=10_000)
+        if stop == "SIGTERM":
+            alice.page.get_by_text("The server is restarting").first.wait_for(timeout=10_000)
         alice.page.get_by_text("Not connected: nothing is sent or received").wait_for()
-        alice.page.screenshot(path=str(artifacts / "server-restarting.png"))
+        alice.page.screenshot(path=str(artifacts / f"server-restarting-{stop}.png"))
         assert alice.page.locator("#encryption").get_attribute("data-state") != "e2ee"
         port = urlparse(server.base_url).port
         assert port is not None
         process, server = start_server(
-            "sigterm-server-again.log", "--store", store, ports=(port, server.media_port))
-        alice.wait_for_status("connected", timeout=30)
-        alice.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
-        alice.close()
+            f"{stop}-server-again.log", "--store", store, ports=(port, server.media_port))
+        for person in (alice, bob):
+            person.wait_for_status("connected", timeout=30)
+        assert bob.self_id in alice.wait_for_playing({bob.self_id})
+        assert alice.self_id in bob.wait_for_playing({alice.self_id})
+        for person in (alice, bob):
+            person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+            wait_for_code(person, code)
+        assert "lobby" not in bob.evaluate("() => window.statusesSeen")
     finally:
+        alice.close()
+        bob.close()
         process.terminate()
         process.wait(timeout=10)
 

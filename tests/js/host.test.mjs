@@ -8,8 +8,10 @@ import { webcrypto } from 'node:crypto';
 
 globalThis.crypto ??= /** @type {any} */ (webcrypto);
 
-const { ACTION_MAX_AGE_MS, ActionGuard, HostKey, b64url, hostKeyHash, signAction, verifyAction } =
-  await import('../../src/confide/static/host.js');
+const {
+  ACTION_MAX_AGE_MS, ActionGuard, HostKey, b64url, hostKeyHash, passAdmits, policyOf, signAction,
+  verifyAction, verifySigned,
+} = await import('../../src/confide/static/host.js');
 
 const MEETING = 'm1';
 const NOW = 1_800_000_000_000;
@@ -81,5 +83,65 @@ describe('verifyAction', () => {
       const checked = await verifyAction(signed.action, signed.signature, hash, named);
       assert.equal(checked !== null, allowed, String(kind));
     }
+  });
+});
+
+describe('admission passes', () => {
+  test('a host-signed admit admits the identity it names, and nobody else', async () => {
+    const host = await HostKey.generate();
+    const hash = await hostKeyHash(host.publicKey);
+    const pass = await signAction(host.privateKey, host.publicKey,
+      { meeting: MEETING, kind: 'admit', target: 'l1', params: { identity: 'bob-key' } });
+    assert.equal(await passAdmits(pass, MEETING, hash, 'bob-key'), true);
+    assert.equal(await passAdmits(pass, MEETING, hash, 'eve-key'), false);
+    assert.equal(await passAdmits(pass, 'other-meeting', hash, 'bob-key'), false);
+    assert.equal(await passAdmits(null, MEETING, hash, 'bob-key'), false);
+    const mute = await signAction(host.privateKey, host.publicKey,
+      { meeting: MEETING, kind: 'mute', target: 'l1', params: { identity: 'bob-key' } });
+    assert.equal(await passAdmits(mute, MEETING, hash, 'bob-key'), false);
+  });
+
+  test('a co-host\'s admit holds only with the host\'s delegation of that key', async () => {
+    const host = await HostKey.generate();
+    const cohost = await HostKey.generate();
+    const stranger = await HostKey.generate();
+    const hash = await hostKeyHash(host.publicKey);
+    const admit = await signAction(cohost.privateKey, cohost.publicKey,
+      { meeting: MEETING, kind: 'admit', target: 'l1', params: { identity: 'bob-key' } });
+    const delegation = await signAction(host.privateKey, host.publicKey,
+      { meeting: MEETING, kind: 'cohost', target: 'p2', params: { key: b64url(cohost.publicKey) } });
+    assert.equal(await passAdmits({ ...admit, delegation }, MEETING, hash, 'bob-key'), true);
+    assert.equal(await passAdmits(admit, MEETING, hash, 'bob-key'), false);
+    const selfMade = await signAction(cohost.privateKey, cohost.publicKey,
+      { meeting: MEETING, kind: 'cohost', target: 'p2', params: { key: b64url(cohost.publicKey) } });
+    assert.equal(await passAdmits({ ...admit, delegation: selfMade }, MEETING, hash, 'bob-key'), false);
+    const other = await signAction(host.privateKey, host.publicKey,
+      { meeting: MEETING, kind: 'cohost', target: 'p2', params: { key: b64url(stranger.publicKey) } });
+    assert.equal(await passAdmits({ ...admit, delegation: other }, MEETING, hash, 'bob-key'), false);
+  });
+});
+
+describe('signed policy', () => {
+  const whole = { v: 3, locked: true, lobby: true, screen: 'host', chat: false };
+
+  test('a policy action carries the whole policy, checked field by field', async () => {
+    const host = await HostKey.generate();
+    const hash = await hostKeyHash(host.publicKey);
+    const signed = await signAction(host.privateKey, host.publicKey,
+      { meeting: MEETING, kind: 'lock', params: { policy: whole } });
+    assert.deepEqual(policyOf(await verifySigned(signed, MEETING, hash)), whole);
+    for (const bad of [{ ...whole, v: 0 }, { ...whole, v: 1.5 }, { ...whole, locked: 'yes' },
+      { ...whole, screen: 'all' }, { v: 4 }]) {
+      assert.equal(policyOf({ kind: 'lock', params: { policy: bad } }), null, JSON.stringify(bad));
+    }
+    assert.equal(policyOf({ kind: 'mute', params: { policy: whole } }), null);
+  });
+
+  test('a policy signed by someone else is not taken', async () => {
+    const host = await HostKey.generate();
+    const stranger = await HostKey.generate();
+    const signed = await signAction(stranger.privateKey, stranger.publicKey,
+      { meeting: MEETING, kind: 'lobby', params: { policy: { ...whole, lobby: false } } });
+    assert.equal(await verifySigned(signed, MEETING, await hostKeyHash(host.publicKey)), null);
   });
 });

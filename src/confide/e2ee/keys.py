@@ -166,7 +166,7 @@ CODE_LIMIT = (2**24 // CODE_GROUP) * CODE_GROUP
 def security_code(meeting_id: str, identity_keys: Iterable[bytes]) -> str:
     """The meeting security code, e.g. "04721 93310 58802 11467 30025": five groups of
     five digits (83 bits, unbiased) over the meeting id and every current identity
-    key (X25519 || Ed25519 public key), in any order; as e2ee.js securityCode."""
+    key (the Ed25519 public key), in any order; as e2ee.js securityCode."""
     seed = hashlib.sha256(_utf8(f"{LABEL}security-code|{meeting_id}|")
                           + b"".join(sorted(identity_keys))).digest()
     groups: list[str] = []
@@ -235,7 +235,9 @@ class Announcement:
     s_public: bytes
     """Ed25519 public key that signed the announcement."""
     identity: bytes
-    """x_public || s_public: what the security code and fingerprint hash."""
+    """s_public, the key a browser keeps for the meeting: what the security code and
+    fingerprint hash, so both stay the same across reconnects (x_public is fresh on
+    every connection)."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ class Identity:
 
     @property
     def identity(self) -> bytes:
-        return self.x_public + self.s_public
+        return self.s_public
 
     def announce(self, roster: RosterKeys, name: str) -> str:
         """The opaque `profile` sent in hello: keys, encrypted name, MAC, signature."""
@@ -330,7 +332,7 @@ def open_announcement(roster: RosterKeys, profile: str) -> Announcement:
         X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(x_public))
     except ValueError:
         raise E2eeError("peer key gives no shared secret") from None
-    return Announcement(name, sender_id, x_public, s_public, x_public + s_public)
+    return Announcement(name, sender_id, x_public, s_public, s_public)
 
 
 # --- Sender keys, pairwise ---------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -65,6 +66,9 @@ class Participant:
     profile: str
     """Opaque to the server: relayed to the others, never read, logged or stored."""
     media: MediaState = field(default_factory=MediaState)
+    admission: dict[str, Any] | None = None
+    """Their admission pass as it travels (rooms.admission): the host's signature,
+    relayed so that every client checks it; None for people let in with the lobby off."""
 
 
 @dataclass
@@ -139,12 +143,16 @@ class Directory:
         created_at: float,
         last_used_at: float,
         host_key: bytes | None = None,
+        signed_state: str | None = None,
     ) -> Meeting:
-        """Take back a meeting kept across a restart (rooms.store): it comes back empty."""
+        """Take back a meeting kept across a restart (rooms.store): it comes back empty,
+        with the policy and revocations the host signed."""
         meeting = Meeting(
             id=meeting_id, created_at=created_at, last_used_at=last_used_at, join_key=join_key
         )
         meeting.moderation.host_key = host_key
+        if signed_state is not None:
+            meeting.moderation.restore_signed_state(signed_state)
         self.meetings[meeting.id] = meeting
         return meeting
 

@@ -8,6 +8,15 @@ client checks it again (DESIGN.md section 3, "Host"). The server cannot make one
     action text: {"v":1,"meeting":ID,"kind":K,"target":T|null,"params":{...},
                   "time":MS,"nonce":N,"signer":B64URL(public key)}
     signed bytes: "confide/1 host-action|" + action text
+
+An action that changes the policy (lock, unlock, lobby, permissions) carries the
+whole policy it leads to with a version that only goes up:
+
+    params.policy: {"v":N,"locked":B,"lobby":B,"screen":"host"|"everyone","chat":B}
+
+The server keeps the latest such action as signed and hands it to newcomers and
+to its store, so the policy survives a restart on the host's signature, never on
+the server's word alone; a client refuses a version older than one it has seen.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 MAX_ACTION_CHARS = 2048
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 MAX_REMEMBERED_NONCES = 4096
+MAX_REVOKED = 1024
+"""Identities a meeting keeps refusing (removed, or removed and blocked)."""
+POLICY_KINDS = {"lock", "unlock", "lobby", "permissions"}
 TARGETED = {"admit", "deny", "remove", "mute", "allow-unmute", "stop-camera", "stop-screen",
             "cohost", "revoke-cohost"}
 UNTARGETED = {"lock", "unlock", "permissions", "end", "lobby", "rekey-link"}
@@ -43,7 +55,7 @@ def action_bytes(text: str) -> bytes:
     return b"confide/1 host-action|" + text.encode("utf-8")
 
 
-def _decode_key(value: Any, what: str) -> bytes:
+def decode_key(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or len(value) > 64:
         raise ModerationError("bad-action", f"{what} must be a base64url Ed25519 key")
     try:
@@ -91,7 +103,27 @@ def parse_host_action(text: str) -> HostAction:
     if not isinstance(nonce, str) or not 8 <= len(nonce) <= 64:
         raise ModerationError("bad-action", "a host action has a nonce")
     return HostAction(text, kind, obj["meeting"], target, params, time_ms, nonce,
-                      _decode_key(obj.get("signer"), "signer"))
+                      decode_key(obj.get("signer"), "signer"))
+
+
+def _key_or_none(value: Any) -> bytes | None:
+    try:
+        return decode_key(value, "key")
+    except ModerationError:
+        return None
+
+
+def parse_policy(value: Any) -> dict[str, Any]:
+    """The whole policy a policy action sets, checked field by field."""
+    if not isinstance(value, dict) or set(value) != {"v", "locked", "lobby", "screen", "chat"}:
+        raise ModerationError("bad-action", "a policy action carries the whole policy")
+    version = value["v"]
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 2**53:
+        raise ModerationError("bad-action", "the policy version is a positive integer")
+    if not all(isinstance(value[k], bool) for k in ("locked", "lobby", "chat")) or (
+            value["screen"] not in ("host", "everyone")):
+        raise ModerationError("bad-action", "the policy's fields have the wrong types")
+    return value
 
 
 @dataclass
@@ -113,6 +145,15 @@ class Moderation:
     chat: bool = True
     muted_by_host: set[str] = field(default_factory=set)
     seen_nonces: list[str] = field(default_factory=list)
+    policy_version: int = 0
+    policy_signed: dict[str, str] | None = None
+    """The signed action that set the policy in force, as it travels; None: defaults."""
+    delegations: dict[bytes, dict[str, str]] = field(default_factory=dict)
+    """Co-host key to the signed `cohost` action that named it, as it travels."""
+    revoked: set[bytes] = field(default_factory=set)
+    """Identity keys whose admission a verified `remove` took back."""
+    blocked: set[bytes] = field(default_factory=set)
+    """Identity keys that may not even knock (remove with `block`)."""
 
     def is_host(self, participant_id: str) -> bool:
         return participant_id in self.hosts_present or participant_id in self.cohosts
@@ -144,33 +185,68 @@ class Moderation:
                 action.signer != self.host_key):
             raise ModerationError("not-host", "only the host can do that")
         if action.kind == "rekey-link":
-            _decode_key(action.params.get("join_key"), "new join key")
+            decode_key(action.params.get("join_key"), "new join key")
+        if action.kind in POLICY_KINDS:
+            version = parse_policy(action.params.get("policy"))["v"]
+            if version <= self.policy_version:
+                raise ModerationError("stale-policy", "a newer policy is already in force")
 
-    def apply(self, action: HostAction) -> None:
+    def apply(self, action: HostAction, signed: dict[str, str] | None = None) -> None:
         """Change the policy an authorized action sets; lobby moves and removals are
-        the caller's, as they move people."""
+        the caller's, as they move people. `signed` is the action as it travels."""
         kind, target, params = action.kind, action.target, action.params
-        if kind == "lock":
-            self.locked = True
-        elif kind == "unlock":
-            self.locked = False
-        elif kind == "lobby":
-            self.lobby = params.get("on") is not False
+        if kind in POLICY_KINDS:
+            self.set_policy(parse_policy(params.get("policy")), signed)
         elif kind == "end":
             self.ended = True
-        elif kind == "permissions":
-            if params.get("screen") in ("host", "everyone"):
-                self.screen_share = params["screen"]
-            if isinstance(params.get("chat"), bool):
-                self.chat = params["chat"]
+        elif kind == "admit":
+            # Let in again after a removal: their new pass holds.
+            admitted = _key_or_none(params.get("identity"))
+            self.revoked.discard(admitted or b"")
+        elif kind == "remove":
+            # Someone whose keys never verified has no identity to revoke.
+            identity = _key_or_none(params.get("identity"))
+            if identity is not None and len(self.revoked) < MAX_REVOKED:
+                self.revoked.add(identity)
+                if params.get("block") is True:
+                    self.blocked.add(identity)
         elif kind == "mute" and target is not None:
             self.muted_by_host.add(target)
         elif kind == "allow-unmute" and target is not None:
             self.muted_by_host.discard(target)
         elif kind == "cohost" and target is not None:
-            self.cohosts[target] = _decode_key(params.get("key"), "co-host key")
+            key = decode_key(params.get("key"), "co-host key")
+            self.cohosts[target] = key
+            if signed is not None:
+                self.delegations[key] = signed
         elif kind == "revoke-cohost" and target is not None:
             self.cohosts.pop(target, None)
+
+    def set_policy(self, policy: dict[str, Any], signed: dict[str, str] | None) -> None:
+        self.policy_version = policy["v"]
+        self.locked, self.lobby = policy["locked"], policy["lobby"]
+        self.screen_share, self.chat = policy["screen"], policy["chat"]
+        self.policy_signed = signed
+
+    def signed_state(self) -> str | None:
+        """What the store keeps of what the host signed: the policy action in force and
+        the identities removed and blocked (random public keys, nothing about people)."""
+        if self.policy_signed is None and not self.revoked:
+            return None
+        def encode(keys: set[bytes]) -> list[str]:
+            return sorted(base64.urlsafe_b64encode(k).decode().rstrip("=") for k in keys)
+        return json.dumps({"policy": self.policy_signed, "revoked": encode(self.revoked),
+                           "blocked": encode(self.blocked)})
+
+    def restore_signed_state(self, text: str) -> None:
+        """Take back what `signed_state` wrote; the clients check the policy's signature."""
+        state = json.loads(text)
+        self.revoked = {decode_key(k, "revoked") for k in state.get("revoked", [])}
+        self.blocked = {decode_key(k, "blocked") for k in state.get("blocked", [])}
+        signed = state.get("policy")
+        if isinstance(signed, dict) and isinstance(signed.get("action"), str):
+            action = parse_host_action(signed["action"])
+            self.set_policy(parse_policy(action.params.get("policy")), signed)
 
     def may_share_screen(self, participant_id: str) -> bool:
         return self.screen_share == "everyone" or self.is_host(participant_id)

@@ -1,8 +1,10 @@
 """Meetings kept across restarts in one SQLite file (`confide serve --store`).
 
 It holds what DESIGN.md section 4 allows and no more: the meeting id, the public
-join key, and when the meeting was made and last used (whole seconds). Nothing
-about participants. This is the rooms package's only I/O; the web app calls it
+join key, the host's public key, when the meeting was made and last used (whole
+seconds), and what the host signed that must outlive a restart (the policy
+action in force, and the random identity keys of people removed). Nothing about
+participants: no names, no addresses. This is the rooms package's only I/O; the web app calls it
 after the Directory (pure state) changes.
 """
 
@@ -25,9 +27,12 @@ CREATE TABLE IF NOT EXISTS meetings (
     join_key BLOB,
     host_key BLOB,
     created_at INTEGER NOT NULL,
-    last_used_at INTEGER NOT NULL
+    last_used_at INTEGER NOT NULL,
+    signed_state TEXT
 ) STRICT
 """
+ADD_SIGNED_STATE = "ALTER TABLE meetings ADD COLUMN signed_state TEXT"
+"""For a store written before the column existed."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class StoredMeeting:
     created_at: int
     last_used_at: int
     """Unix time in whole seconds."""
+    signed_state: str | None = None
+    """What the host signed that outlives a restart: the policy in force and the
+    identity keys removed (rooms.moderation `signed_state`)."""
 
 
 class MeetingStore:
@@ -67,8 +75,11 @@ class MeetingStore:
         # linger in the file's free pages.
         self._connection.execute("PRAGMA secure_delete = ON")
         self._connection.execute(SCHEMA)
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(meetings)")}
+        if "signed_state" not in columns:
+            self._connection.execute(ADD_SIGNED_STATE)
         rows = self._connection.execute(
-            "SELECT id, join_key, host_key, created_at, last_used_at FROM meetings"
+            "SELECT id, join_key, host_key, created_at, last_used_at, signed_state FROM meetings"
             " ORDER BY created_at"
         )
         meetings = [StoredMeeting(*row) for row in rows]
@@ -81,12 +92,13 @@ class MeetingStore:
         # lifetime runs from when it was last seen occupied.
         last_used_at = int(now if meeting.participants else meeting.last_used_at)
         self.connection.execute(
-            "INSERT INTO meetings (id, join_key, host_key, created_at, last_used_at)"
-            " VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO meetings (id, join_key, host_key, created_at, last_used_at, signed_state)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET join_key = excluded.join_key,"
-            " host_key = excluded.host_key, last_used_at = excluded.last_used_at",
+            " host_key = excluded.host_key, last_used_at = excluded.last_used_at,"
+            " signed_state = excluded.signed_state",
             (meeting.id, meeting.join_key, meeting.host_key, int(meeting.created_at),
-             last_used_at),
+             last_used_at, meeting.moderation.signed_state()),
         )
         self._written[meeting.id] = (now, last_used_at)
 

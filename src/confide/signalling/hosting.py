@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Settings
 from ..rooms.meeting import Directory, Meeting, MeetingError
-from ..rooms.moderation import ModerationError, parse_host_action
+from ..rooms.moderation import POLICY_KINDS, ModerationError, parse_host_action
 from .messages import HostActionMessage, parse_base64url
 from .session import BLOCKING_ACTIONS, CLOSE_REFUSED, Session
 
@@ -77,25 +77,32 @@ class HostPowers:
         target = action.target
         members = self.sessions.get(meeting.id, {})
         waiting = self.lobbies.get(meeting.id, {})
-        if action.kind in ("admit", "deny") and target not in waiting:
+        if action.kind == "deny" and target not in waiting or (
+                action.kind == "admit" and target not in waiting and target not in members):
             raise ModerationError("unknown-participant", "nobody with that id is waiting")
         if action.kind in BLOCKING_ACTIONS or action.kind in (
                 "remove", "allow-unmute", "cohost", "revoke-cohost"):
             if target not in members:
                 raise ModerationError("unknown-participant", "nobody with that id is here")
         moderation.authorize(action, message.signature, int(time.time() * 1000))
-        moderation.apply(action)
+        signed: dict[str, Any] = {
+            "action": message.action,
+            "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("=")}
+        if action.signer in moderation.delegations:
+            # Whoever checks it later (a pass, a policy) needs the host's word for the co-host.
+            signed["delegation"] = moderation.delegations[action.signer]
+        moderation.apply(action, signed)
         self.counters[f"host_action_{action.kind}"] += 1
         logger.info("host action meeting=%s kind=%s", meeting.id, action.kind)
-        signed = {"action": message.action,
-                  "signature": base64.urlsafe_b64encode(message.signature).decode().rstrip("=")}
         await self._broadcast(meeting.id, {
             "type": "host-action", "from": session.participant.id, **signed}, exclude=None)
         await self._carry_out(meeting, action.kind, target, action.params, signed)
+        if action.kind in POLICY_KINDS or action.kind == "remove":
+            self.on_meeting_changed(meeting)  # the store keeps the signed policy and revocations
 
     async def _carry_out(
         self, meeting: Meeting, kind: str, target: str | None, params: dict[str, Any] | None = None,
-        signed: dict[str, str] | None = None,
+        signed: dict[str, Any] | None = None,
     ) -> None:
         """What the server does for an action that moves people, media or keys. The
         people it sends away get the signed action with the notice, so that their
@@ -104,8 +111,17 @@ class HostPowers:
         params = params or {}
         members = self.sessions.get(meeting.id, {})
         waiting = self.lobbies.get(meeting.id, {})
-        if kind == "admit" and target is not None:
+        if kind == "admit" and target in members:
+            # A pass for someone already here (let in while the lobby was off).
+            member = members[target]
+            member.admission = signed or None
+            if member.participant is not None:
+                member.participant.admission = member.admission
+        elif kind == "admit" and target is not None:
             guest = waiting.pop(target)
+            # The signed admit is their pass: they show it to come back (rooms.admission).
+            # Let in when the lobby was turned off, they have none.
+            guest.admission = signed or None
             await self._tell_hosts(meeting, {"type": "knock-gone", "id": target})
             await self._admit(guest, meeting, guest.profile, False)
             await self._tell_lobby(meeting)
@@ -148,7 +164,7 @@ class HostPowers:
         reason = str(last_message.get("code", last_message["type"])).encode()
         session.outbox.close_after_sending(CLOSE_REFUSED, reason)
 
-    async def _end(self, meeting: Meeting, signed: dict[str, str]) -> None:
+    async def _end(self, meeting: Meeting, signed: dict[str, Any]) -> None:
         everyone = [*self.sessions.get(meeting.id, {}).values(),
                     *self.lobbies.pop(meeting.id, {}).values()]
         for member in everyone:

@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Settings
 from ..limits import RateLimiter, address_key
+from ..rooms.admission import check_identity_proof, check_pass
 from ..rooms.meeting import Directory, Meeting, MeetingError
 from ..rooms.moderation import ModerationError
 from ..sfu.endpoint import Endpoint
@@ -58,6 +59,7 @@ from .session import (
     MAX_INVALID_IN_A_ROW,
     Session,
     participant_json,
+    pass_json,
     policy_json,
 )
 from .turn import ice_servers
@@ -266,15 +268,45 @@ class Hub(HostPowers):
         moderation = meeting.moderation
         if moderation.ended:
             raise MeetingError("meeting-ended", "the host ended this meeting")
-        if moderation.locked and not is_host:
+        if hello.identity is not None and hello.identity_proof is not None:
+            check_identity_proof(meeting.id, session.nonce, hello.identity, hello.identity_proof)
+            if hello.identity in moderation.blocked and not is_host:
+                self.counters["blocked_refused"] += 1
+                raise MeetingError("blocked", "the host removed and blocked you in this meeting")
+        admitted = await self._check_pass(session, meeting, hello)
+        if moderation.locked and not is_host and not admitted:
             raise MeetingError("meeting-locked", "the meeting is locked: nobody new can come in")
-        if moderation.host_key is not None and moderation.lobby and not is_host:
+        if moderation.host_key is not None and moderation.lobby and not (is_host or admitted):
             await self._wait_in_lobby(session, meeting, hello.profile)
         else:
             await self._admit(session, meeting, hello.profile, is_host)
 
+    async def _check_pass(self, session: Session, meeting: Meeting, hello: Hello) -> bool:
+        """Whether hello carries a good pass (rooms.admission) for its proven identity:
+        then this person is back without the lobby. A bad pass is told to its sender,
+        who then knocks like anyone else."""
+        moderation = meeting.moderation
+        if hello.admission is None or moderation.host_key is None:
+            return False
+        if hello.identity is not None and hello.identity in moderation.revoked:
+            self.counters["pass_revoked"] += 1
+            raise MeetingError("pass-revoked", "the host removed you from this meeting")
+        try:
+            if hello.identity is None:
+                raise ModerationError("bad-pass", "a pass needs the identity key it names")
+            check_pass(hello.admission, meeting.id, moderation.host_key, hello.identity)
+        except ModerationError as error:
+            self.counters["refused_bad-pass"] += 1
+            await self._send(session, {"type": "error", "code": "bad-pass", "fatal": False,
+                                       "message": f"{error.message}: you wait in the lobby"})
+            return False
+        self.counters["admitted_by_pass"] += 1
+        session.admission = pass_json(hello.admission)
+        return True
+
     async def _admit(self, session: Session, meeting: Meeting, profile: str, host: bool) -> None:
         participant = meeting.join(profile, time.time(), self.settings.max_participants)
+        participant.admission = session.admission
         session.meeting, session.participant, session.lobby_id = meeting, participant, None
         session.endpoint = self.sfu.add_endpoint(participant.id, meeting.id)
         moderation = meeting.moderation
@@ -294,6 +326,8 @@ class Hub(HostPowers):
             "ice_servers": ice_servers(self.settings, time.time()),
             "host": host,
             "policy": policy_json(moderation),
+            "policy_signed": moderation.policy_signed,
+            "pass": session.admission,
             "lobby": [{"id": lobby_id, "profile": guest.profile}
                       for lobby_id, guest in waiting.items()],
         })

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..rooms.admission import AdmissionPass, SignedAction
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_PROFILE_CHARS = 2048
@@ -43,6 +45,12 @@ class Hello:
     profile: str
     host_proof: bytes | None = None
     """The host key's signature over the host challenge, from the host only."""
+    identity: bytes | None = None
+    """The browser's Ed25519 identity key for this meeting (the one its announcement
+    signs with), proven by `identity_proof` over the identity challenge."""
+    identity_proof: bytes | None = None
+    admission: AdmissionPass | None = None
+    """The host's signed admit for `identity`, from an earlier admission."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,25 @@ def _field(obj: dict[str, Any], name: str, kind: type[Any], max_chars: int | Non
     return value
 
 
+def _parse_signed(raw: Any, name: str) -> SignedAction:
+    if not isinstance(raw, dict):
+        raise _bad(f"field '{name}' must be a signed action")
+    return SignedAction(
+        text=_field(raw, "action", str, MAX_ACTION_CHARS),
+        signature=parse_base64url("signature", _field(raw, "signature", str, 128), 64),
+    )
+
+
+def _parse_pass(raw: Any) -> AdmissionPass:
+    if not isinstance(raw, dict):
+        raise _bad("field 'pass' must be an object")
+    delegation = raw.get("delegation")
+    return AdmissionPass(
+        admit=_parse_signed(raw, "pass"),
+        delegation=None if delegation is None else _parse_signed(delegation, "delegation"),
+    )
+
+
 def _parse_mids(raw: Any) -> dict[str, MidRole]:
     if not isinstance(raw, dict) or len(raw) > MAX_MIDS:
         raise _bad(f"field 'mids' must be an object of at most {MAX_MIDS} entries")
@@ -183,6 +210,15 @@ def parse_client_message(text: str) -> ClientMessage:
                 parse_base64url("host_proof", _field(obj, "host_proof", str, 128), 64)
                 if "host_proof" in obj else None
             ),
+            identity=(
+                parse_base64url("identity", _field(obj, "identity", str, 64), 32)
+                if "identity" in obj else None
+            ),
+            identity_proof=(
+                parse_base64url("identity_proof", _field(obj, "identity_proof", str, 128), 64)
+                if "identity" in obj else None
+            ),
+            admission=_parse_pass(obj["pass"]) if obj.get("pass") is not None else None,
         )
     if kind == "offer":
         return Offer(sdp=_field(obj, "sdp", str, MAX_SDP_CHARS), mids=_parse_mids(obj.get("mids")))

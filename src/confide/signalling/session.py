@@ -3,6 +3,7 @@ wire, and the close codes: shared by the hub and its host powers."""
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..limits import TokenBucket
+from ..rooms.admission import AdmissionPass, SignedAction
 from ..rooms.meeting import Meeting, Participant
 from ..rooms.moderation import Moderation
 from ..sfu.endpoint import Endpoint
@@ -40,7 +42,7 @@ ADDRESS_LOOP_SHARE, ADDRESS_LOOP_SHARE_BURST = 0.5, 4.0
 """The same for all of one address's sockets together: a class behind one NAT address,
 each renegotiating as people join (a few ms an offer), stays well below it."""
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
-               "meeting-ended", "bad-host-proof"}
+               "meeting-ended", "bad-host-proof", "bad-identity-proof", "blocked", "pass-revoked"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
 
 
@@ -58,6 +60,10 @@ class Session:
     """Set while this person waits in the lobby."""
     profile: str = ""
     """Their opaque profile, kept while they wait in the lobby."""
+    identity: bytes | None = None
+    """The identity key this connection proved in hello, if it sent one."""
+    admission: dict[str, Any] | None = None
+    """Their admission pass as it travels (rooms.admission), once they have one."""
     invalid_in_a_row: int = 0
     closed: bool = False
     said_goodbye: bool = False
@@ -80,7 +86,19 @@ def participant_json(participant: Participant, moderation: Moderation) -> dict[s
         "profile": participant.profile,
         "media": {"audio": media.audio, "camera": media.camera, "screen": media.screen},
         "host": moderation.is_host(participant.id),
+        "pass": participant.admission,
     }
+
+
+def pass_json(admission: AdmissionPass) -> dict[str, Any]:
+    """A pass as it travels, for the others to check (rooms.admission)."""
+    def signed(action: SignedAction) -> dict[str, str]:
+        signature = base64.urlsafe_b64encode(action.signature).decode("ascii").rstrip("=")
+        return {"action": action.text, "signature": signature}
+    wire: dict[str, Any] = signed(admission.admit)
+    if admission.delegation is not None:
+        wire["delegation"] = signed(admission.delegation)
+    return wire
 
 
 def policy_json(moderation: Moderation) -> dict[str, Any]:

@@ -709,6 +709,7 @@ function renderHostActions(participant) {
       ['host-stop-camera', 'Stop video', (id) => client?.stopCamera(id)],
       ['host-allow', 'Allow unmute', (id) => client?.allowUnmute(id)],
       ['host-remove', 'Remove', (id) => client?.remove(id)],
+      ['host-remove-block', 'Remove and block', (id) => client?.removeAndBlock(id)],
       ['host-remove-rekey', 'Remove and change link', (id) => client?.removeAndRekey(id)],
       ['host-cohost', 'Make co-host', (id) => client?.makeCohost(id)],
     ]);

@@ -194,18 +194,47 @@ export class MeetingKeys {
       concat(encoder.encode(`${LABEL}${label}|`), peer.xPublic, this.xPublic));
   }
 
-  /** A fresh identity for this meeting (and for each rejoin). */
+  /** A fresh identity (tests and pages without a stored one). */
   async newIdentity() {
+    await this.useIdentity(/** @type {CryptoKeyPair} */ (await crypto.subtle.generateKey(
+      { name: 'Ed25519' }, false, ['sign', 'verify'])));
+  }
+
+  /**
+   * Take this browser's identity for the meeting (identity.js keeps it across
+   * reconnects and reloads), with fresh keys for this connection.
+   * @param {CryptoKeyPair} signing
+   */
+  async useIdentity(signing) {
+    this._signing = signing;
+    this.sPublic = new Uint8Array(await crypto.subtle.exportKey('raw', signing.publicKey));
+    await this.newConnectionKeys();
+  }
+
+  /**
+   * Per connection: a fresh X25519 key, so pairwise keys (and the sender keys they
+   * wrapped) last one connection, and a fresh sender id.
+   */
+  async newConnectionKeys() {
     this._agreement = /** @type {CryptoKeyPair} */ (await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']));
-    this._signing = /** @type {CryptoKeyPair} */ (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']));
     this.xPublic = new Uint8Array(await crypto.subtle.exportKey('raw', this._agreement.publicKey));
-    this.sPublic = new Uint8Array(await crypto.subtle.exportKey('raw', this._signing.publicKey));
     // 24 random bits name this sender in every frame's KID.
     this.senderId = (crypto.getRandomValues(new Uint32Array(1))[0] >>> 8) || 1;
     this._pairwise.clear();
   }
 
-  get identity() { return concat(this.xPublic, this.sPublic); }
+  /**
+   * Sign this connection's identity challenge (hello's identity_proof), as
+   * rooms/admission.py checks it. @param {Uint8Array} nonce
+   */
+  async proveIdentity(nonce) {
+    if (!this._signing) throw new Error('no identity yet');
+    const message = concat(encoder.encode(`${LABEL}identity|${this.meetingId}|`), nonce);
+    return new Uint8Array(await crypto.subtle.sign('Ed25519', this._signing.privateKey, message));
+  }
+
+  /** The key the security code and fingerprints cover: the same for the whole meeting. */
+  get identity() { return this.sPublic; }
 
   /** This identity's Ed25519 signing key: a co-host signs host actions with it. */
   get signingKey() { return this._signing?.privateKey ?? null; }
@@ -218,7 +247,9 @@ export class MeetingKeys {
    */
   async proveLive(challenge, verifier) {
     if (!this._signing) throw new Error('no identity yet');
-    const message = liveTranscript(this.meetingId, challenge, verifier, this.sPublic);
+    // The connection's X25519 key too: an old announcement of this same person,
+    // replayed, names an agreement key this page no longer has, and fails.
+    const message = liveTranscript(this.meetingId, challenge, verifier, concat(this.sPublic, this.xPublic));
     return new Uint8Array(await crypto.subtle.sign('Ed25519', this._signing.privateKey, message));
   }
 
@@ -229,7 +260,7 @@ export class MeetingKeys {
   async checkLive(peer, challenge, signature) {
     const key = await crypto.subtle.importKey('raw', peer.sPublic, { name: 'Ed25519' }, false, ['verify']);
     return crypto.subtle.verify('Ed25519', key, signature,
-      liveTranscript(this.meetingId, challenge, this.sPublic, peer.sPublic));
+      liveTranscript(this.meetingId, challenge, this.sPublic, concat(peer.sPublic, peer.xPublic)));
   }
 
   /** @param {number} senderId @param {string} x @param {string} s @param {string} n */
@@ -280,7 +311,7 @@ export class MeetingKeys {
       concat(encoder.encode(`${LABEL}name`), xPublic, sPublic)));
     // A low-order X25519 key gives no shared secret: refuse it here, not mid key delivery.
     await this._pairwiseKey(xPublic);
-    return { name, senderId: id, xPublic, sPublic, identity: concat(xPublic, sPublic) };
+    return { name, senderId: id, xPublic, sPublic, identity: sPublic };
   }
 
   /** @param {Uint8Array} peerX */

@@ -177,3 +177,48 @@ export async function verifyAction(text, signature, hostHash, cohostKeys) {
     return null;
   }
 }
+
+/** Kinds that set the meeting policy; each carries the whole policy and its version. */
+export const POLICY_KINDS = new Set(['lock', 'unlock', 'lobby', 'permissions']);
+
+/**
+ * A signed action as it travels ({action, signature, delegation?}), checked: by the
+ * host, or by a co-host whose delegation (a host-signed `cohost` action naming the
+ * signer's key) travels with it. Returns the parsed action, or null.
+ * @param {any} signed @param {string} meetingId @param {Uint8Array} hostHash
+ */
+export async function verifySigned(signed, meetingId, hostHash) {
+  if (!signed || typeof signed.action !== 'string' || typeof signed.signature !== 'string') return null;
+  /** @type {Set<string>} */
+  let cohosts = new Set();
+  if (signed.delegation) {
+    const named = await verifySigned({ action: signed.delegation.action, signature: signed.delegation.signature },
+      meetingId, hostHash);
+    if (!named?.byHost || named.kind !== 'cohost') return null;
+    cohosts = new Set([String(named.params?.key)]);
+  }
+  const action = await verifyAction(signed.action, signed.signature, hostHash, cohosts);
+  return action && action.meeting === meetingId ? action : null;
+}
+
+/**
+ * Whether a pass (rooms/admission.py) lets the person with this identity key
+ * (base64url) in: a signed admit naming it. @param {any} pass @param {string} meetingId
+ * @param {Uint8Array} hostHash @param {string} identity
+ */
+export async function passAdmits(pass, meetingId, hostHash, identity) {
+  const admit = await verifySigned(pass, meetingId, hostHash);
+  return Boolean(admit && admit.kind === 'admit' && identity && admit.params?.identity === identity);
+}
+
+/**
+ * The whole policy a policy action carries, if it is well formed.
+ * @param {any} action @returns {{v: number, locked: boolean, lobby: boolean, screen: string, chat: boolean} | null}
+ */
+export function policyOf(action) {
+  const policy = action?.params?.policy;
+  if (!action || !POLICY_KINDS.has(action.kind) || !policy || !Number.isSafeInteger(policy.v) || policy.v < 1) return null;
+  if (![policy.locked, policy.lobby, policy.chat].every((b) => typeof b === 'boolean')) return null;
+  if (policy.screen !== 'host' && policy.screen !== 'everyone') return null;
+  return { v: policy.v, locked: policy.locked, lobby: policy.lobby, screen: policy.screen, chat: policy.chat };
+}

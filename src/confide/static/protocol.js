@@ -11,9 +11,10 @@ import {
   ratchet, securityCode, sealChat,
 } from './e2ee.js';
 import {
-  ActionGuard, HostKey, PERSON_TARGETED, b64url, ed25519FromSeed, fromB64url, hostKeyHash, loadHostSeed,
-  signAction, storeHostSeed, verifyAction,
+  ActionGuard, HostKey, PERSON_TARGETED, POLICY_KINDS, b64url, ed25519FromSeed, fromB64url, hostKeyHash,
+  loadHostSeed, passAdmits, policyOf, signAction, storeHostSeed, verifyAction, verifySigned,
 } from './host.js';
+import { forgetMeetingIdentity, meetingIdentity } from './identity.js';
 
 const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
@@ -112,9 +113,10 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
  * @typedef {{audio: boolean, camera: boolean, screen: boolean}} MediaState
  * @typedef {import('./e2ee.js').Announcement} Announcement
  * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string,
- *   live: boolean, liveFailed: boolean, since: number}} Person
+ *   live: boolean, liveFailed: boolean, admitted: boolean, since: number}} Person
  * `live`: they answered my fresh challenge with their identity key, so they are here
- * now and not an old announcement replayed; `liveFailed`: they did not, in time.
+ * now and not an old announcement replayed; `liveFailed`: they did not, in time;
+ * `admitted`: they carry a pass the host signed for their identity key.
  * @typedef {{id: string, participant: string, kind: string}} StreamInfo
  * @typedef {{transceiver: RTCRtpTransceiver, mediaKind: string, streamId: string | null,
  *   shown: StreamInfo | null, slot: string, senderId: number}} ReceiveSlot
@@ -132,6 +134,13 @@ export class MeetingClient {
     this.isCohost = false;
     /** @type {{locked: boolean, lobby: boolean, screen_share: string, chat: boolean, has_host: boolean}} */
     this.policy = { locked: false, lobby: true, screen_share: 'host', chat: true, has_host: true };
+    /** The version of the signed policy in force here: an older one is refused. */
+    this._policyVersion = 0;
+    /** My admission pass, as it travels: shown in hello to come back without the lobby. @type {any} */
+    this._pass = null;
+    /** Identity keys (base64url) a verified `remove` took out; `_blocked` also may not come back. */
+    this._revoked = new Set();
+    /** @type {Set<string>} */ this._blocked = new Set();
     /** Co-host keys named by host actions this client checked, by participant id. @type {Map<string, string>} */
     this._cohosts = new Map();
     /** Refuses host actions replayed, stale or reordered by the server. */
@@ -246,13 +255,15 @@ export class MeetingClient {
       }
     }
     this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
+    // The same identity for every reconnect (identity.js); fresh connection keys each time.
+    await this.keys.useIdentity(await meetingIdentity(this.meetingId));
     this._chatSeq = 0;
     await this._connect();
   }
 
   async _connect() {
-    // A fresh identity and sender key for every (re)join: nothing carries over.
-    await this.keys?.newIdentity();
+    // Fresh agreement keys, sender id and sender key for every (re)join.
+    await this.keys?.newConnectionKeys();
     this._profile = (await this.keys?.announce(this._name)) ?? '';
     this.onstatus(this._wasWelcomed ? 'reconnecting' : 'connecting',
       this._wasWelcomed ? 'Connection lost: reconnecting…' : 'Connecting…');
@@ -346,8 +357,16 @@ export class MeetingClient {
           /** @type {CryptoKey} */ (this._joinKey), challenge));
         const nonce = fromB64url(String(message.nonce));
         const hostProof = this.hostKey ? { host_proof: b64url(await this.hostKey.proveHost(this.meetingId, nonce)) } : {};
+        const keys = /** @type {MeetingKeys} */ (this.keys);
+        if (this.hostKey && !this._pass) {
+          // The host admits itself, so that the others can check it like anyone else.
+          this._pass = await signAction(this.hostKey.privateKey, this.hostKey.publicKey,
+            { meeting: this.meetingId, kind: 'admit', target: 'host', params: { identity: b64url(keys.sPublic) } });
+        }
         this._send({ type: 'hello', version: PROTOCOL_VERSION, meeting: this.meetingId,
-          proof: b64url(proof), profile: this._profile, ...hostProof });
+          proof: b64url(proof), profile: this._profile, ...hostProof,
+          identity: b64url(keys.sPublic), identity_proof: b64url(await keys.proveIdentity(nonce)),
+          ...(this._pass ? { pass: this._pass } : {}) });
         break;
       }
       case 'lobby':
@@ -366,6 +385,7 @@ export class MeetingClient {
         break;
       case 'ended':
         this._fatal = true;
+        forgetMeetingIdentity(this.meetingId).catch(console.error);
         if (message.action && this._signedDismissal !== 'end') await this._checkDismissal(message, 'end');
         this.onstatus('ended', this._signedDismissal === 'end' ? 'The host ended the meeting'
           : 'The server closed the meeting (the host did not sign this)');
@@ -376,7 +396,10 @@ export class MeetingClient {
         this._attempt = 0;
         this._iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
         this.isHost = Boolean(message.host);
-        this.policy = message.policy ?? this.policy;
+        if (message.pass && await passAdmits(message.pass, this.meetingId, this.hostHash, b64url(this.keys?.sPublic ?? new Uint8Array()))) {
+          this._pass = message.pass;
+        }
+        await this._takeSignedPolicy(message.policy_signed, Boolean(message.policy?.has_host ?? true));
         this.onpolicy();
         for (const p of message.participants) await this._addParticipant(p);
         // Alone, too: the code covers this browser's own identity key.
@@ -450,12 +473,18 @@ export class MeetingClient {
   async _addParticipant(p) {
     /** @type {Person} */
     const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '',
-      live: false, liveFailed: false, since: Date.now() };
+      live: false, liveFailed: false, admitted: false, since: Date.now() };
     try {
       const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(p.profile);
       const taken = [...this.participants.values()].some((other) => other.peer
         && (other.peer.senderId === peer.senderId || toKey(other.peer.identity) === toKey(peer.identity)));
       if (taken || peer.senderId === this.keys?.senderId) throw new E2eeError('announcement repeats someone else’s keys');
+      const identity = b64url(peer.sPublic);
+      if (this._blocked.has(identity)) throw new E2eeError('the host removed and blocked this person');
+      person.admitted = !this._revoked.has(identity)
+        && await passAdmits(p.pass, this.meetingId, this.hostHash, identity);
+      // With the lobby on, only the host's signature lets someone in, never the server's word.
+      if (this.policy.lobby && !person.admitted) throw new E2eeError('nobody let them in: no pass signed by the host');
       person.peer = peer;
       person.name = peer.name.trim().slice(0, 64) || 'Guest';
       person.fingerprint = await fingerprint(peer.identity);
@@ -946,6 +975,66 @@ export class MeetingClient {
     this.onknock({ id, name, verified });
   }
 
+  /**
+   * The policy in force, on the host's signature alone (the server's word counts
+   * for nothing). Without a signed policy: the defaults, lobby on.
+   * @param {any} signed @param {boolean} hasHost
+   */
+  async _takeSignedPolicy(signed, hasHost) {
+    if (!signed) {
+      if (!this._policyVersion) this.policy = { locked: false, lobby: true, screen_share: 'host', chat: true, has_host: hasHost };
+      return;
+    }
+    const policy = policyOf(await verifySigned(signed, this.meetingId, this.hostHash));
+    if (!policy) {
+      this.onsecurityalert({ participantId: null, message: 'The meeting policy the server gave is not signed by the host: ignored, possible attack' });
+      return;
+    }
+    this._applyPolicy(policy);
+    this.policy.has_host = hasHost;
+  }
+
+  /**
+   * Take a signed policy unless it is older than the one in force here.
+   * @param {{v: number, locked: boolean, lobby: boolean, screen: string, chat: boolean} | null} policy
+   */
+  _applyPolicy(policy) {
+    if (!policy) {
+      this.onsecurityalert({ participantId: null, message: 'A host action without a whole policy was ignored' });
+      return false;
+    }
+    if (policy.v < this._policyVersion) {
+      this.onsecurityalert({ participantId: null, message: 'An older meeting policy was ignored (rolled back by the server?): possible attack' });
+      return false;
+    }
+    this._policyVersion = policy.v;
+    this.policy = { ...this.policy, locked: policy.locked, lobby: policy.lobby, screen_share: policy.screen, chat: policy.chat };
+    return true;
+  }
+
+  /**
+   * As the host: sign the whole policy with one change and the next version.
+   * Before the door closes (lock, or the lobby back on), everyone here without a
+   * pass gets one, so that they come back after a reconnect, and newcomers accept them.
+   * @param {string} kind @param {{locked?: boolean, lobby?: boolean, screen?: string, chat?: boolean}} change
+   */
+  async _setPolicy(kind, change) {
+    const next = { v: this._policyVersion + 1, locked: this.policy.locked, lobby: this.policy.lobby,
+      screen: this.policy.screen_share, chat: this.policy.chat, ...change };
+    if (next.locked || next.lobby) await this._issuePasses();
+    await this.hostAct(kind, null, { policy: next });
+  }
+
+  /** Passes for everyone here (verified) who came in without one, while the lobby was off. */
+  async _issuePasses() {
+    for (const [id, person] of this.participants) {
+      if (person.peer && !person.admitted) {
+        await this.hostAct('admit', id);
+        person.admitted = true;
+      }
+    }
+  }
+
   /** Check a relayed host action (see _checkHostAction), then act on it. @param {any} message */
   async _receiveHostAction(message) {
     const action = await this._checkHostAction(message);
@@ -955,11 +1044,16 @@ export class MeetingClient {
     if (kind === 'cohost') this._cohosts.set(target, params.key);
     if (kind === 'revoke-cohost') this._cohosts.delete(target);
     if (target === this._selfId && (kind === 'cohost' || kind === 'revoke-cohost')) this.isCohost = kind === 'cohost';
-    if (kind === 'lock' || kind === 'unlock') this.policy = { ...this.policy, locked: kind === 'lock' };
-    if (kind === 'lobby') this.policy = { ...this.policy, lobby: params.on !== false };
-    if (kind === 'permissions') {
-      this.policy = { ...this.policy, ...(params.screen ? { screen_share: params.screen } : {}),
-        ...(typeof params.chat === 'boolean' ? { chat: params.chat } : {}) };
+    if (POLICY_KINDS.has(kind) && !this._applyPolicy(policyOf(action))) return;
+    if (kind === 'admit') this._revoked.delete(String(params.identity));
+    if (kind === 'admit' && params.identity === b64url(this.keys?.sPublic ?? new Uint8Array())) {
+      // A pass for me, issued while I am here (the host locks, or turns the lobby on).
+      this._pass = { action: message.action, signature: message.signature,
+        ...(message.delegation ? { delegation: message.delegation } : {}) };
+    }
+    if (kind === 'remove' && typeof params.identity === 'string' && params.identity) {
+      this._revoked.add(params.identity);
+      if (params.block === true) this._blocked.add(params.identity);
     }
     if (kind === 'end') this._signedDismissal = 'end';
     if (target === this._selfId) {
@@ -1148,8 +1242,11 @@ export class MeetingClient {
   /** @param {string} id */ stopCamera(id) { return this.hostAct('stop-camera', id); }
   /** @param {string} id */ stopScreen(id) { return this.hostAct('stop-screen', id); }
   /** @param {string} id */ allowUnmute(id) { return this.hostAct('allow-unmute', id); }
-  /** @param {boolean} locked */ setLocked(locked) { return this.hostAct(locked ? 'lock' : 'unlock'); }
-  /** @param {{screen?: string, chat?: boolean}} permissions */ setPermissions(permissions) { return this.hostAct('permissions', null, permissions); }
+  /** @param {boolean} locked */ setLocked(locked) { return this._setPolicy(locked ? 'lock' : 'unlock', { locked }); }
+  /** @param {boolean} on */ setLobby(on) { return this._setPolicy('lobby', { lobby: on }); }
+  /** @param {{screen?: string, chat?: boolean}} permissions */ setPermissions(permissions) { return this._setPolicy('permissions', permissions); }
+  /** Remove someone and keep their identity out, even of the lobby, for the rest of the meeting. @param {string} id */
+  removeAndBlock(id) { return this.hostAct('remove', id, { block: true }); }
   endMeeting() { return this.hostAct('end'); }
   /** @param {string} id */
   makeCohost(id) {

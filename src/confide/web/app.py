@@ -186,9 +186,8 @@ async def _keep_meetings(app: web.Application) -> AsyncIterator[None]:
         return
     now = time.time()
     for kept in store.open():
-        directory.restore(
-            kept.id, kept.join_key, kept.created_at, kept.last_used_at, kept.host_key
-        )
+        directory.restore(kept.id, kept.join_key, kept.created_at, kept.last_used_at,
+                          kept.host_key, kept.signed_state)
     _erase_expired(app, now)
     logger.info("loaded meetings=%d", len(directory.meetings))
     yield
