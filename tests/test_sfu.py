@@ -45,6 +45,7 @@ MEETING = "meeting"
 PUBLIC_IP = "203.0.113.1"
 MEDIA_PORT = 40000
 MEDIA_TIMEOUT = 8.0
+MEDIA_GRACE = 30.0
 
 AUDIO_SSRC = 0x0A0A0A0A
 CAMERA_SSRC = 0x0C0C0C0C
@@ -879,20 +880,75 @@ def test_dtls_close_notify_means_the_participant_disconnected(meeting: Meeting) 
     assert meeting.lost == [(meeting.endpoint_a, "disconnected")]
 
 
-def test_participant_silent_past_the_media_timeout_is_lost(meeting: Meeting) -> None:
-    # B keeps its ICE consent fresh; A goes quiet after connecting at 0.5.
-    meeting.network.send(meeting.b, meeting.b.binding_request(use_candidate=False), 8.0)
+def interruptions(meeting: Meeting) -> list[tuple[str, bool]]:
+    seen: list[tuple[str, bool]] = []
+    meeting.sfu.on_endpoint_interrupted = lambda endpoint, interrupted: seen.append(
+        (endpoint.participant_id, interrupted))
+    return seen
+
+
+def keep_b_fresh(meeting: Meeting, until: float) -> None:
+    """B sends its ICE consent checks every 5 s, as a browser does."""
+    now = 5.0
+    while now <= until:
+        meeting.network.send(meeting.b, meeting.b.binding_request(use_candidate=False), now)
+        now += 5.0
+
+
+def test_a_silent_participant_is_interrupted_then_lost_after_the_grace(meeting: Meeting) -> None:
+    seen = interruptions(meeting)
+    keep_b_fresh(meeting, 0.5 + MEDIA_GRACE)
     meeting.sfu.handle_timer(0.5 + MEDIA_TIMEOUT - 0.1)
-    assert meeting.lost == []
+    assert seen == [] and meeting.lost == []
     meeting.sfu.handle_timer(0.5 + MEDIA_TIMEOUT + 0.1)
+    assert seen == [("a", True)] and meeting.lost == []
+    meeting.sfu.handle_timer(0.5 + MEDIA_GRACE - 0.1)
+    assert seen == [("a", True)] and meeting.lost == []
+    meeting.sfu.handle_timer(0.5 + MEDIA_GRACE + 0.1)
     assert meeting.lost == [(meeting.endpoint_a, "timeout")]
 
 
+def test_media_back_within_the_grace_ends_the_interruption(meeting: Meeting) -> None:
+    seen = interruptions(meeting)
+    keep_b_fresh(meeting, 20.0)
+    meeting.sfu.handle_timer(0.5 + MEDIA_TIMEOUT + 0.1)
+    meeting.publish(rtp_packet(AUDIO_SSRC, OPUS_PT, 1, 0, b"x"), 20.0)
+    meeting.sfu.handle_timer(20.1)
+    assert seen == [("a", True), ("a", False)]
+    assert meeting.lost == []
+    assert meeting.sfu.counters["media_back"] == 1
+
+
 def test_rtp_keeps_a_publisher_from_timing_out(meeting: Meeting) -> None:
+    seen = interruptions(meeting)
     meeting.publish(rtp_packet(AUDIO_SSRC, OPUS_PT, 1, 0, b"x"), 8.0)
     meeting.network.send(meeting.b, meeting.b.binding_request(use_candidate=False), 8.0)
     meeting.sfu.handle_timer(0.5 + MEDIA_TIMEOUT + 0.1)
-    assert meeting.lost == []
+    assert meeting.lost == [] and seen == []
+
+
+def test_an_ice_restart_moves_the_media_on_the_same_session(meeting: Meeting) -> None:
+    """The browser restarts ICE (new ufrag and password) and comes back from a new
+    address, as after a change of network: same DTLS and SRTP, media flows there."""
+    old_address, old_ufrag = meeting.b.address, meeting.endpoint_b.ice.local_ufrag
+    meeting.b.ufrag, meeting.b.pwd = "newufrag", "newpasswordnewpassword12"
+    offer = meeting.b.offer([
+        OfferedSection("0", "audio", "recvonly"), OfferedSection("1", "video", "recvonly")])
+    answer, _ = meeting.sfu.negotiate(
+        meeting.endpoint_b, offer, {"0": ("recv", "a:audio"), "1": ("recv", "a:camera")}, 10.0)
+    meeting.b.take_answer(answer)
+    assert meeting.endpoint_b.ice.local_ufrag != old_ufrag
+    assert meeting.b.answer is not None and meeting.b.answer.remote_ufrag != old_ufrag
+    assert meeting.sfu.counters["ice_restarts"] == 1
+    meeting.b.address = ("198.51.100.7", 40000)
+    meeting.network.browsers[meeting.b.address] = meeting.b
+    meeting.network.send(meeting.b, meeting.b.binding_request(), 10.5)
+    meeting.network.deliver()
+    assert meeting.endpoint_b.address == meeting.b.address != old_address
+    meeting.b.rtp.clear()
+    meeting.publish(rtp_packet(AUDIO_SSRC, OPUS_PT, 7, 0, b"after"), 11.0)
+    meeting.network.deliver()
+    assert [packet[12:] for packet in meeting.b.rtp] == [b"after"]
 
 
 def test_participant_that_never_connected_does_not_time_out() -> None:

@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS", help="forget a meeting this long after its last use (default: a day)",
     )
     serve.add_argument(
+        "--media-grace", type=_positive_seconds, default=Settings.media_grace,
+        metavar="SECONDS", help="keep a participant whose media stopped this long, shown as"
+        " reconnecting, before they count as gone (default: 30)",
+    )
+    serve.add_argument(
         "--expiry-interval", type=_positive_seconds, default=Settings.expiry_interval,
         metavar="SECONDS", help="how often to look for expired meetings (default: 60)",
     )
@@ -207,6 +212,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         sockets_per_address=args.sockets_per_address,
         metrics_listen=args.metrics_listen,
         meeting_lifetime=args.meeting_lifetime,
+        media_grace=args.media_grace,
         expiry_interval=args.expiry_interval,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

@@ -23,7 +23,10 @@ class Settings:
     expiry_interval: float = 60.0
     """Seconds between sweeps that forget expired meetings."""
     media_timeout: float = 8.0
-    """Seconds without media or ICE checks before a participant counts as gone."""
+    """Seconds without media or ICE checks before the others see a participant as
+    reconnecting."""
+    media_grace: float = 30.0
+    """Seconds without them before a participant counts as gone (and everyone rekeys)."""
     join_rate_per_address: float = 2.0
     join_burst_per_address: float = 60.0
     """Join attempts one address may make: a burst, then a rate per second. Generous,

@@ -34,6 +34,8 @@ class Endpoint:
     address: tuple[str, int] | None = None
     last_packet_at: float | None = None
     """When the last authenticated packet (STUN or SRTP) arrived."""
+    interrupted: bool = False
+    """Silent for longer than the SFU's media timeout, and not yet gone."""
     published: dict[str, PublishedStream] = field(default_factory=dict)
     """By kind: 'audio', 'camera', 'screen'."""
     published_by_ssrc: dict[int, PublishedStream] = field(default_factory=dict)

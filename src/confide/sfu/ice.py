@@ -162,6 +162,12 @@ class IceLiteAgent:
         self.nominated_address: tuple[str, int] | None = None
         self.last_check_at: float | None = None
 
+    def restart(self) -> None:
+        """New local credentials; the next nominated check sets the address again."""
+        self.local_ufrag = random_ice_string(16)
+        self.local_pwd = random_ice_string(24)
+        self.nominated_address = None
+
     def handle_request(
         self, data: bytes | StunMessage, address: tuple[str, int], now: float
     ) -> bytes:

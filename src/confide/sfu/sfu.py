@@ -65,11 +65,17 @@ Publication = tuple[int, dict[int, Codec], int]
 
 
 class Sfu:
-    def __init__(self, *, public_ip: str, media_port: int, media_timeout: float = 8.0) -> None:
+    def __init__(self, *, public_ip: str, media_port: int, media_timeout: float = 8.0,
+                 media_grace: float = 30.0) -> None:
         self.public_ip = public_ip
         self.media_port = media_port
         self.media_timeout = media_timeout
-        """Seconds without an authenticated packet before a participant counts as gone."""
+        """Seconds without an authenticated packet before a participant's media counts
+        as interrupted: the others are told they are reconnecting."""
+        self.media_grace = media_grace
+        """Seconds without one before they count as gone. Until then their place,
+        streams and subscriptions are kept, for a network that comes back or an ICE
+        restart (a train through a tunnel, Wi-Fi handing over)."""
         self.certificate = DtlsCertificate()
         self.rtcp_ssrc = secrets.randbits(32)
         self.endpoints_by_ufrag: dict[str, Endpoint] = {}
@@ -85,6 +91,9 @@ class Sfu:
         """Protects one packet for each prepared target and sends it; returns (failed,
         dropped). The transport replaces both with a batched way (fanout.py)."""
         self.on_endpoint_lost: Callable[[Endpoint, str], None] = lambda endpoint, reason: None
+        self.on_endpoint_interrupted: Callable[[Endpoint, bool], None] = (
+            lambda endpoint, interrupted: None)
+        """Told when a participant's media stops (True) and when it is back (False)."""
         self.learn_route: Callable[[Address, int, pylibsrtp.Session, object, PublishedStream,
                                     set[str], bool], None] = lambda *args: None
         """(sender address, SSRC, its inbound session, prepared targets, stream, the
@@ -129,6 +138,13 @@ class Sfu:
         bad offer.
         """
         offer = parse_offer(offer_sdp)
+        if endpoint.ice.remote_ufrag and offer.remote_ufrag != endpoint.ice.remote_ufrag:
+            # An ICE restart (RFC 8445 section 9): new credentials on both sides, the
+            # same DTLS and SRTP, and the media address from the next nominated check.
+            self.endpoints_by_ufrag.pop(endpoint.ice.local_ufrag, None)
+            endpoint.ice.restart()
+            self.endpoints_by_ufrag[endpoint.ice.local_ufrag] = endpoint
+            self.counters["ice_restarts"] += 1
         endpoint.ice.remote_ufrag = offer.remote_ufrag
         if endpoint.dtls is None:
             fingerprints = [fp for alg, fp in offer.remote_fingerprints if alg == "sha-256"]
@@ -650,12 +666,16 @@ class Sfu:
             if endpoint.dtls is not None and endpoint.dtls.keys is None and endpoint.address:
                 for datagram in endpoint.dtls.handle_timeout():
                     self.transmit(datagram, endpoint.address)
-            if (
-                endpoint.last_packet_at is not None
-                and now - endpoint.last_packet_at > self.media_timeout
-            ):
+            if endpoint.last_packet_at is None:
+                continue
+            silent = now - endpoint.last_packet_at
+            if silent > self.media_grace:
                 self.counters["media_timeouts"] += 1
                 self.on_endpoint_lost(endpoint, "timeout")
+            elif (silent > self.media_timeout) != endpoint.interrupted:
+                endpoint.interrupted = not endpoint.interrupted
+                self.counters["media_interrupted" if endpoint.interrupted else "media_back"] += 1
+                self.on_endpoint_interrupted(endpoint, endpoint.interrupted)
         for streams in self.streams.values():
             for stream in streams.values():
                 if stream.losses is not None and stream.losses.missing:

@@ -93,6 +93,7 @@ class Hub(HostPowers):
 
     def __post_init__(self) -> None:
         self.sfu.on_endpoint_lost = self._endpoint_lost
+        self.sfu.on_endpoint_interrupted = self._endpoint_interrupted
         settings = self.settings
         self.joins_by_address = RateLimiter(
             settings.join_rate_per_address, settings.join_burst_per_address)
@@ -399,6 +400,17 @@ class Hub(HostPowers):
         if session is not None and not session.closed:
             session.closed = True
             asyncio.get_running_loop().create_task(self._drop(session, reason))
+
+    def _endpoint_interrupted(self, endpoint: Endpoint, interrupted: bool) -> None:
+        """Someone's media stopped (or is back): the others show them as reconnecting
+        on their tile, not as gone, while the SFU keeps their place (Sfu.media_grace)."""
+        session = self.sessions.get(endpoint.meeting_id, {}).get(endpoint.participant_id)
+        if session is None or session.closed:
+            return
+        asyncio.get_running_loop().create_task(self._broadcast(endpoint.meeting_id, {
+            "type": "connection", "id": endpoint.participant_id,
+            "state": "interrupted" if interrupted else "ok",
+        }, exclude=endpoint.participant_id))
 
     async def _drop(self, session: Session, reason: str) -> None:
         await self._depart(session, reason)

@@ -566,6 +566,14 @@ function wireClient(client) {
   };
   client.onparticipantleft = ({ id, reason }) => live() && removeParticipant(id, reason);
   client.onparticipantmedia = ({ id, media }) => live() && updateParticipantMedia(id, media);
+  client.onparticipantconnection = ({ id, interrupted }) => {
+    const participant = live() ? state.participants.get(id) : undefined;
+    if (!participant) return;
+    // Their network dropped, not they: the tile stays, marked, until they are back or gone.
+    participant.tile.classList.toggle('reconnecting', interrupted);
+    participant.listItem.classList.toggle('reconnecting', interrupted);
+    announce(`${participant.name} ${interrupted ? 'is reconnecting' : 'is back'}`);
+  };
   client.ontrack = ({ participantId, kind, track }) => live() && attachRemoteTrack(participantId, kind, track);
   client.ontrackended = ({ participantId, kind }) => live() && detachRemoteTrack(participantId, kind);
   client.onchat = (message) => live() && addChatMessage(message);
@@ -1146,8 +1154,10 @@ function createTile(id, self) {
   label.append(el('span', 'name'));
 
   const warning = el('div', 'tile-warning', "Can't decrypt this person's video: not shown");
+  const reconnecting = el('div', 'tile-reconnecting', 'Reconnecting…');
+  reconnecting.setAttribute('role', 'status');
 
-  tile.append(video, avatarWrap, muted, label, warning);
+  tile.append(video, avatarWrap, muted, label, warning, reconnecting);
   tile.addEventListener('dblclick', () => toggleFullscreen(tile));
   return { tile, video };
 }

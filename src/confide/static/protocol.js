@@ -35,6 +35,9 @@ const RECONNECT_MAX_MS = 4000;
 /** WebSocket close code 1012, "service restart": the server's own shutdown. */
 const CLOSE_SERVICE_RESTART = 1012;
 const PING_INTERVAL_MS = 10000;
+/** Media interrupted this long with signalling up: restart ICE, and again every so often. */
+const ICE_RESTART_AFTER_MS = 3000;
+const ICE_RESTART_EVERY_MS = 8000;
 const encoder = new TextEncoder();
 
 // The link's base64url, for other front ends and the tests.
@@ -113,7 +116,7 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
  * @typedef {{audio: boolean, camera: boolean, screen: boolean}} MediaState
  * @typedef {import('./e2ee.js').Announcement} Announcement
  * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string,
- *   live: boolean, liveFailed: boolean, admitted: boolean, since: number}} Person
+ *   live: boolean, liveFailed: boolean, admitted: boolean, interrupted: boolean, since: number}} Person
  * `live`: they answered my fresh challenge with their identity key, so they are here
  * now and not an old announcement replayed; `liveFailed`: they did not, in time;
  * `admitted`: they carry a pass the host signed for their identity key.
@@ -171,6 +174,8 @@ export class MeetingClient {
     this.onparticipantleft = () => {};
     /** @type {(p: {id: string, media: MediaState}) => void} */
     this.onparticipantmedia = () => {};
+    /** @type {(p: {id: string, interrupted: boolean}) => void} someone's media stopped, or is back */
+    this.onparticipantconnection = () => {};
     /** @type {(t: {participantId: string, kind: string, track: MediaStreamTrack}) => void} */
     this.ontrack = () => {};
     /** @type {(t: {participantId: string, kind: string}) => void} */
@@ -235,6 +240,10 @@ export class MeetingClient {
     this._attempt = 0;
     this._wasWelcomed = false;
     /** @type {number | undefined} */ this._pingTimer = undefined;
+    /** @type {number | undefined} */ this._iceRestartTimer = undefined;
+    /** ICE restarts this page made, for the tests and the curious. */
+    this.iceRestarts = 0;
+    window.addEventListener('online', () => this._networkChanged());
   }
 
   get selfId() { return this._selfId; }
@@ -337,6 +346,8 @@ export class MeetingClient {
     this._worker.postMessage({ type: 'send-key', kid: 0, key: null });
     if (this.peerConnection) this.peerConnection.close();
     this.peerConnection = null;
+    window.clearTimeout(this._iceRestartTimer);
+    this._iceRestartTimer = undefined;
     this._negotiating = false;
     this._negotiationWanted = false;
     this._answerWaiter = null;
@@ -438,6 +449,14 @@ export class MeetingClient {
         this.onparticipantmedia({ id: message.id, media: participant.media });
         break;
       }
+      case 'connection': {
+        // The server's word that someone's media stopped: shown as "reconnecting", no more.
+        const person = this.participants.get(message.id);
+        if (!person) break;
+        person.interrupted = message.state === 'interrupted';
+        this.onparticipantconnection({ id: message.id, interrupted: person.interrupted });
+        break;
+      }
       case 'streams':
         this._streams = message.streams;
         await this._negotiate();
@@ -473,7 +492,7 @@ export class MeetingClient {
   async _addParticipant(p) {
     /** @type {Person} */
     const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '',
-      live: false, liveFailed: false, admitted: false, since: Date.now() };
+      live: false, liveFailed: false, admitted: false, interrupted: false, since: Date.now() };
     try {
       const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(p.profile);
       const taken = [...this.participants.values()].some((other) => other.peer
@@ -755,19 +774,51 @@ export class MeetingClient {
     pc.onconnectionstatechange = () => {
       if (this.peerConnection !== pc) return;
       const state = pc.connectionState;
-      if (state === 'connected') this.onstatus('connected', 'Connected');
-      else if (state === 'disconnected') this.onstatus('reconnecting', 'Media interrupted: reconnecting…');
-      else if (state === 'failed' && onlyLoopback(pc.remoteDescription?.sdp ?? '')) {
+      if (state === 'connected') {
+        window.clearTimeout(this._iceRestartTimer);
+        this._iceRestartTimer = undefined;
+        this.onstatus('connected', 'Connected');
+      } else if (state === 'disconnected') {
+        this.onstatus('reconnecting', 'Media interrupted: reconnecting…');
+        this._restartIceSoon(pc, ICE_RESTART_AFTER_MS);
+      } else if (state === 'failed' && onlyLoopback(pc.remoteDescription?.sdp ?? '')) {
         // Trying again cannot help: say why, rather than rejoin for ever.
         this._fatal = true;
         this.onerror({ code: 'media-unreachable', message: LOOPBACK_UNREACHABLE, fatal: true });
         this._socket?.close();
       } else if (state === 'failed') {
-        this.onstatus('reconnecting', 'Media connection failed: reconnecting…');
-        // Start over with a fresh session; the server drops the old one.
-        this._socket?.close();
+        // Signalling is alive: find a new path on the same session. The server keeps
+        // our place for a grace period; past it, it closes the socket and we rejoin.
+        this.onstatus('reconnecting', 'Media connection lost: reconnecting…');
+        this._restartIceSoon(pc, 0);
       }
     };
+  }
+
+  /**
+   * An ICE restart on the same session (new credentials, new candidates), unless
+   * media comes back first; then again every ICE_RESTART_EVERY_MS while it does not.
+   * @param {RTCPeerConnection} pc @param {number} delay
+   */
+  _restartIceSoon(pc, delay) {
+    if (this._iceRestartTimer !== undefined) return;
+    this._iceRestartTimer = window.setTimeout(() => {
+      this._iceRestartTimer = undefined;
+      if (this.peerConnection !== pc || pc.connectionState === 'connected') return;
+      this.iceRestarts += 1;
+      pc.restartIce();
+      this._negotiate().catch(console.error);
+      this._restartIceSoon(pc, ICE_RESTART_EVERY_MS);
+    }, delay);
+  }
+
+  /** The network changed (back online, a new interface): look for a new path now. */
+  _networkChanged() {
+    const pc = this.peerConnection;
+    if (!pc || pc.connectionState === 'closed') return;
+    window.clearTimeout(this._iceRestartTimer);
+    this._iceRestartTimer = undefined;
+    this._restartIceSoon(pc, 0);
   }
 
   /**

@@ -248,6 +248,7 @@ def create_app(settings: Settings) -> web.Application:
         public_ip=settings.public_ip,
         media_port=settings.media_port,
         media_timeout=settings.media_timeout,
+        media_grace=settings.media_grace,
     )
     app[HUB] = Hub(settings=settings, directory=app[DIRECTORY], sfu=app[SFU])
     app[CREATIONS] = RateLimiter(
