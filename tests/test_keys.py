@@ -34,6 +34,7 @@ from confide.e2ee.keys import (
     Identity,
     RosterKeys,
     SealedChat,
+    code_commitment,
     fingerprint,
     hkdf,
     kid_of,
@@ -109,6 +110,7 @@ def transcript(meeting_id: str, fields: dict[str, Any]) -> bytes:
     sender_text = str(int(sender)) if isinstance(sender, float) else str(sender)
     return (
         f"confide/1 announce|{meeting_id}|{sender_text}|{fields['x']}|{fields['s']}|{fields['n']}"
+        f"|{fields['c']}"
     ).encode()
 
 
@@ -302,13 +304,14 @@ def test_announcement_round_trip() -> None:
         x_public=ALICE.x_public,
         s_public=ALICE.s_public,
         identity=ALICE.s_public,
+        commitment=code_commitment(MEETING_ID, ALICE.s_public, ALICE.reveal),
     )
 
 
 def test_announcement_has_the_javascript_shape() -> None:
     profile = ALICE.announce(ROSTER, "Ada")
     fields = json.loads(profile)
-    assert list(fields) == ["v", "id", "x", "s", "n", "mac", "sig"]
+    assert list(fields) == ["v", "id", "x", "s", "n", "c", "mac", "sig"]
     assert profile == json.dumps(fields, separators=(",", ":"))  # as JSON.stringify
     assert fields["v"] == 1 and fields["id"] == ALICE.sender_id
     assert unb64(fields["x"]) == ALICE.x_public and unb64(fields["s"]) == ALICE.s_public
@@ -705,6 +708,9 @@ def test_javascript_announcement_opens_in_python(js: NodeParticipant) -> None:
     assert peer.x_public.hex() == joined["xPublic"]
     assert peer.s_public.hex() == joined["sPublic"]
     assert peer.identity == peer.s_public
+    # The commitment is to the reveal the JavaScript identity keeps, as Python computes it.
+    reveal = bytes.fromhex(joined["reveal"])
+    assert peer.commitment == code_commitment(MEETING_ID, peer.s_public, reveal)
 
 
 def test_javascript_announcement_has_the_python_shape(js: NodeParticipant) -> None:
@@ -723,6 +729,7 @@ def test_python_announcement_opens_in_javascript(js: NodeParticipant) -> None:
         "xPublic": ALICE.x_public.hex(),
         "sPublic": ALICE.s_public.hex(),
         "identity": ALICE.identity.hex(),
+        "commitment": code_commitment(MEETING_ID, ALICE.s_public, ALICE.reveal).hex(),
     }
 
 
@@ -777,6 +784,7 @@ def test_javascript_and_python_give_the_same_verdict(js: NodeParticipant, profil
             "xPublic": peer.x_public.hex(),
             "sPublic": peer.s_public.hex(),
             "identity": peer.identity.hex(),
+            "commitment": peer.commitment.hex(),
         }
 
 

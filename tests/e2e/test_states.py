@@ -183,3 +183,32 @@ def test_chip_waits_for_media_rather_than_claim_encryption_when_none_arrives(
     chip.get_by_text("Waiting for media from Silent").wait_for(timeout=15_000)
     alice.close()
     silent.close()
+
+
+def test_a_reconnect_attempt_that_throws_is_followed_by_another(
+    browser: Browser, server: Server,
+) -> None:
+    """Before, one throw before the socket opened ended the retries for good: the
+    page said "Cannot reach the server: retrying…" and never tried again."""
+    alice = Participant(browser, server, "Alice")
+    try:
+        alice.create_meeting()
+        alice.join()
+        first_id = alice.self_id
+        alice.evaluate("""() => {
+          const client = window.confideClient;
+          const fresh = client.keys.newConnectionKeys.bind(client.keys);
+          window.throwsLeft = 1;
+          client.keys.newConnectionKeys = async () => {
+            if (window.throwsLeft > 0) { window.throwsLeft -= 1; throw new Error('made to throw'); }
+            return fresh();
+          };
+          client._socket.close();
+        }""")
+        alice.page.wait_for_function("() => window.throwsLeft === 0")
+        alice.page.wait_for_function(
+            "(first) => window.confideClient.selfId && window.confideClient.selfId !== first",
+            arg=first_id, timeout=20_000)
+        alice.wait_for_status("connected")
+    finally:
+        alice.close()

@@ -84,7 +84,7 @@ describe('announcements', () => {
 
   test('the profile carries no clear name, and fields in a fixed order', async () => {
     const profile = await (await participant()).announce('Ada Lovelace');
-    assert.deepEqual(Object.keys(JSON.parse(profile)), ['v', 'id', 'x', 's', 'n', 'mac', 'sig']);
+    assert.deepEqual(Object.keys(JSON.parse(profile)), ['v', 'id', 'x', 's', 'n', 'c', 'mac', 'sig']);
     assert.ok(!profile.includes('Ada'));
   });
 
@@ -131,10 +131,22 @@ describe('announcements', () => {
     const [alice, bob, carol] = [await participant(), await participant(), await participant()];
     const fields = { ...JSON.parse(await alice.announce('Ada')), s: toBase64(carol.sPublic) };
     const transcript = encoder.encode(
-      `${LABEL}announce|${MEETING_ID}|${fields.id}|${fields.x}|${fields.s}|${fields.n}`);
+      `${LABEL}announce|${MEETING_ID}|${fields.id}|${fields.x}|${fields.s}|${fields.n}|${fields.c}`);
     fields.mac = toBase64(new Uint8Array(await crypto.subtle.sign('HMAC', await rosterMacKey(), transcript)));
     await assert.rejects(bob.openAnnouncement(JSON.stringify(fields)),
       e2eeError(/signature does not match its key/));
+  });
+
+  test('an announcement commits to its code reveal, which stays secret in it', async () => {
+    const [alice, bob] = [await participant(), await participant()];
+    const profile = await alice.announce('Ada');
+    const peer = await bob.openAnnouncement(profile);
+    assert.deepEqual(peer.commitment, await bob.codeCommitment(alice.sPublic, alice.reveal));
+    const other = crypto.getRandomValues(new Uint8Array(16));
+    assert.notDeepEqual(peer.commitment, await bob.codeCommitment(alice.sPublic, other));
+    assert.ok(!profile.includes(toBase64(alice.reveal)));
+    await assert.rejects(bob.openAnnouncement(changed(profile, { c: toBase64(new Uint8Array(32)) })),
+      e2eeError(/MAC does not match/));
   });
 
   test('refuses malformed announcements', async () => {

@@ -9,10 +9,10 @@
 //   kid {senderId, epoch}                           -> {kid}
 //   security-code {meetingId, keys: [identity, ...]} -> {code}
 //   fingerprint {key}                               -> {fingerprint}
-//   join {linkSecret, meetingId}                    -> {senderId, xPublic, sPublic}
+//   join {linkSecret, meetingId}                    -> {senderId, xPublic, sPublic, reveal}
 //       (MeetingKeys.fromLink, then a fresh identity; the steps below use it)
 //   announce {name}                                 -> {profile}
-//   open-announcement {profile}                     -> {name, senderId, xPublic, sPublic, identity}
+//   open-announcement {profile}                     -> {name, senderId, xPublic, sPublic, identity, commitment}
 //   wrap {peer: profile, kid, key}                  -> {body}
 //   unwrap {peer: profile, body}                    -> {kid, key}
 //   seal-chat {kid, key, text}                      -> {body}
@@ -74,7 +74,8 @@ async function run(request) {
     case 'join':
       keys = await MeetingKeys.fromLink(fromHex(request.linkSecret), request.meetingId);
       await keys.newIdentity();
-      return { senderId: keys.senderId, xPublic: toHex(keys.xPublic), sPublic: toHex(keys.sPublic) };
+      return { senderId: keys.senderId, xPublic: toHex(keys.xPublic), sPublic: toHex(keys.sPublic),
+        reveal: toHex(keys.reveal) };
     case 'announce':
       return { profile: await joined().announce(request.name) };
     case 'open-announcement': {
@@ -85,6 +86,7 @@ async function run(request) {
         xPublic: toHex(peer.xPublic),
         sPublic: toHex(peer.sPublic),
         identity: toHex(peer.identity),
+        commitment: toHex(peer.commitment),
       };
     }
     case 'wrap': {

@@ -165,8 +165,9 @@ CODE_LIMIT = (2**24 // CODE_GROUP) * CODE_GROUP
 
 def security_code(meeting_id: str, identity_keys: Iterable[bytes]) -> str:
     """The meeting security code, e.g. "04721 93310 58802 11467 30025": five groups of
-    five digits (83 bits, unbiased) over the meeting id and every current identity
-    key (the Ed25519 public key), in any order; as e2ee.js securityCode."""
+    five digits (83 bits, unbiased) over the meeting id and, for everyone present,
+    their identity key and code reveal (`code_commitment`), in any order; as
+    e2ee.js securityCode."""
     seed = hashlib.sha256(_utf8(f"{LABEL}security-code|{meeting_id}|")
                           + b"".join(sorted(identity_keys))).digest()
     groups: list[str] = []
@@ -211,9 +212,17 @@ class RosterKeys:
         )
 
 
-def _transcript(meeting_id: str, sender_id: int, x: str, s: str, n: str) -> bytes:
-    # x, s and n are the base64 text as sent, so the MAC covers exactly what was sent.
-    return _utf8(f"{LABEL}announce|{meeting_id}|{sender_id}|{x}|{s}|{n}")
+def _transcript(meeting_id: str, sender_id: int, x: str, s: str, n: str, c: str) -> bytes:
+    # x, s, n and c are the base64 text as sent, so the MAC covers exactly what was sent.
+    return _utf8(f"{LABEL}announce|{meeting_id}|{sender_id}|{x}|{s}|{n}|{c}")
+
+
+def code_commitment(meeting_id: str, s_public: bytes, reveal: bytes) -> bytes:
+    """What an announcement commits to: the secret 16 bytes its sender reveals to each
+    member only after that member's own commitment arrived, and that the security
+    code covers. Keys chosen after seeing someone's announcement cannot be ground to
+    match a code that depends on a value not yet revealed."""
+    return hashlib.sha256(_utf8(f"{LABEL}code-commit|{meeting_id}|") + s_public + reveal).digest()
 
 
 def _name_aad(x_public: bytes, s_public: bytes) -> bytes:
@@ -235,9 +244,10 @@ class Announcement:
     s_public: bytes
     """Ed25519 public key that signed the announcement."""
     identity: bytes
-    """s_public, the key a browser keeps for the meeting: what the security code and
-    fingerprint hash, so both stay the same across reconnects (x_public is fresh on
-    every connection)."""
+    """s_public, the key a browser keeps for the meeting: what the fingerprint hashes,
+    so it stays the same across reconnects (x_public is fresh on every connection)."""
+    commitment: bytes = b""
+    """SHA-256 commitment to the sender's code reveal (`code_commitment`)."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +257,8 @@ class Identity:
     agreement: X25519PrivateKey
     signing: Ed25519PrivateKey
     sender_id: int
+    reveal: bytes = b"\x00" * 16
+    """The 16 secret bytes the announcement commits to, kept with the identity key."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.sender_id <= MAX_SENDER_ID:
@@ -256,7 +268,8 @@ class Identity:
     def generate(cls) -> Identity:
         # 24 random bits, as MeetingKeys.newIdentity; 0 is taken to mean "none".
         sender_id = (secrets.randbits(32) >> 8) or 1
-        return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate(), sender_id)
+        return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate(), sender_id,
+                   secrets.token_bytes(16))
 
     @property
     def x_public(self) -> bytes:
@@ -276,7 +289,8 @@ class Identity:
         x = _to_base64(x_public)
         s = _to_base64(s_public)
         n = _to_base64(_seal(roster.name_key, _utf8(name), _name_aad(x_public, s_public)))
-        transcript = _transcript(roster.meeting_id, self.sender_id, x, s, n)
+        c = _to_base64(code_commitment(roster.meeting_id, s_public, self.reveal))
+        transcript = _transcript(roster.meeting_id, self.sender_id, x, s, n, c)
         mac = hmac.new(roster.mac_key, transcript, hashlib.sha256).digest()
         sig = self.signing.sign(transcript)
         return _dumps(
@@ -286,6 +300,7 @@ class Identity:
                 "x": x,
                 "s": s,
                 "n": n,
+                "c": c,
                 "mac": _to_base64(mac),
                 "sig": _to_base64(sig),
             }
@@ -300,7 +315,7 @@ def open_announcement(roster: RosterKeys, profile: str) -> Announcement:
     """
     fields = _parse_json_object(profile, "announcement")
     sender_id = _json_integer(fields.get("id"))
-    texts = [fields.get(key) for key in ("x", "s", "n", "mac", "sig")]
+    texts = [fields.get(key) for key in ("x", "s", "n", "c", "mac", "sig")]
     version = _json_integer(fields.get("v"))
     if (
         version != 1
@@ -309,16 +324,16 @@ def open_announcement(roster: RosterKeys, profile: str) -> Announcement:
         or not all(isinstance(text, str) for text in texts)
     ):
         raise E2eeError("announcement is malformed")
-    x, s, n, mac, sig = (str(text) for text in texts)
+    x, s, n, c, mac, sig = (str(text) for text in texts)
     try:
-        x_public, s_public, mac_bytes, sig_bytes, sealed_name = map(
-            _from_base64, (x, s, mac, sig, n)
+        x_public, s_public, commitment, mac_bytes, sig_bytes, sealed_name = map(
+            _from_base64, (x, s, c, mac, sig, n)
         )
     except ValueError:
         raise E2eeError("announcement is not base64") from None
-    if len(x_public) != 32 or len(s_public) != 32:
+    if len(x_public) != 32 or len(s_public) != 32 or len(commitment) != 32:
         raise E2eeError("announcement keys are malformed")
-    transcript = _transcript(roster.meeting_id, sender_id, x, s, n)
+    transcript = _transcript(roster.meeting_id, sender_id, x, s, n, c)
     expected_mac = hmac.new(roster.mac_key, transcript, hashlib.sha256).digest()
     if not hmac.compare_digest(expected_mac, mac_bytes):
         raise E2eeError("announcement MAC does not match the meeting link")
@@ -332,7 +347,7 @@ def open_announcement(roster: RosterKeys, profile: str) -> Announcement:
         X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(x_public))
     except ValueError:
         raise E2eeError("peer key gives no shared secret") from None
-    return Announcement(name, sender_id, x_public, s_public, s_public)
+    return Announcement(name, sender_id, x_public, s_public, s_public, commitment)
 
 
 # --- Sender keys, pairwise ---------------------------------------------------------

@@ -994,6 +994,8 @@ function onStatus(status, detail) {
  */
 function renderStatus(status, detail) {
   if (status === 'connected') {
+    // Back after an outage: say so, once.
+    if (byId('status').dataset.status === 'reconnecting') showToast('Back in the meeting', 3000);
     state.lastErrorCode = null;
     setStatus('connected');
     startMeetingTimer();

@@ -96,9 +96,10 @@ const CODE_LIMIT = Math.floor(2 ** 24 / CODE_GROUP) * CODE_GROUP;
 
 /**
  * The meeting security code: five groups of five digits (83 bits, unbiased), e.g.
- * "04721 93310 58802 11467 30025", over the meeting id and every identity key
- * (X25519 || Ed25519 public) in any order. Equal on every screen only if the server
- * substituted no key. Digits come from SHA-256 blocks by rejection sampling.
+ * "04721 93310 58802 11467 30025", over the meeting id and, for everyone present,
+ * their identity key (Ed25519 public) followed by their code reveal, in any order.
+ * Equal on every screen only if the server substituted no key. Digits come from
+ * SHA-256 blocks by rejection sampling.
  * @param {string} meetingId @param {Uint8Array[]} identityKeys
  */
 export async function securityCode(meetingId, identityKeys) {
@@ -126,7 +127,7 @@ export async function fingerprint(identityKey) {
 
 /**
  * @typedef {{name: string, senderId: number, xPublic: Uint8Array, sPublic: Uint8Array,
- *   identity: Uint8Array}} Announcement
+ *   identity: Uint8Array, commitment: Uint8Array}} Announcement
  */
 
 /** The roster MAC key and name key from the link secret. @param {Uint8Array} linkSecret @param {string} meetingId */
@@ -162,6 +163,8 @@ export class MeetingKeys {
     /** @type {CryptoKeyPair | null} */ this._signing = null;
     this.xPublic = new Uint8Array(0);
     this.sPublic = new Uint8Array(0);
+    /** The identity's code reveal (codeCommitment). */
+    this.reveal = new Uint8Array(16);
     this.senderId = 0;
     /** @type {Map<string, Promise<CryptoKey>>} pairwise keys by peer X25519 key */
     this._pairwise = new Map();
@@ -197,16 +200,17 @@ export class MeetingKeys {
   /** A fresh identity (tests and pages without a stored one). */
   async newIdentity() {
     await this.useIdentity(/** @type {CryptoKeyPair} */ (await crypto.subtle.generateKey(
-      { name: 'Ed25519' }, false, ['sign', 'verify'])));
+      { name: 'Ed25519' }, false, ['sign', 'verify'])), crypto.getRandomValues(new Uint8Array(16)));
   }
 
   /**
    * Take this browser's identity for the meeting (identity.js keeps it across
    * reconnects and reloads), with fresh keys for this connection.
-   * @param {CryptoKeyPair} signing
+   * @param {CryptoKeyPair} signing @param {Uint8Array} reveal what its announcements commit to
    */
-  async useIdentity(signing) {
+  async useIdentity(signing, reveal) {
     this._signing = signing;
+    this.reveal = reveal;
     this.sPublic = new Uint8Array(await crypto.subtle.exportKey('raw', signing.publicKey));
     await this.newConnectionKeys();
   }
@@ -263,9 +267,22 @@ export class MeetingKeys {
       liveTranscript(this.meetingId, challenge, this.sPublic, concat(peer.sPublic, peer.xPublic)));
   }
 
-  /** @param {number} senderId @param {string} x @param {string} s @param {string} n */
-  _transcript(senderId, x, s, n) {
-    return encoder.encode(`${LABEL}announce|${this.meetingId}|${senderId}|${x}|${s}|${n}`);
+  /** @param {number} senderId @param {string} x @param {string} s @param {string} n @param {string} c */
+  _transcript(senderId, x, s, n, c) {
+    return encoder.encode(`${LABEL}announce|${this.meetingId}|${senderId}|${x}|${s}|${n}|${c}`);
+  }
+
+  /**
+   * The commitment an announcement carries to its sender's code reveal: 16 secret
+   * bytes, kept with the identity, that the security code covers and that go to a
+   * member (sealed pairwise, with the liveness answer) only after that member's
+   * own commitment arrived. A man in the middle must then choose his keys before
+   * he can know the code they lead to, and cannot grind them to match.
+   * @param {Uint8Array} sPublic @param {Uint8Array} reveal
+   */
+  async codeCommitment(sPublic, reveal) {
+    return new Uint8Array(await crypto.subtle.digest('SHA-256',
+      concat(encoder.encode(`${LABEL}code-commit|${this.meetingId}|`), sPublic, reveal)));
   }
 
   /** The opaque `profile` sent in hello: keys, encrypted name, MAC, signature. @param {string} name */
@@ -275,10 +292,11 @@ export class MeetingKeys {
     const s = toBase64(this.sPublic);
     const n = toBase64(await seal(this._nameKey, encoder.encode(name),
       concat(encoder.encode(`${LABEL}name`), this.xPublic, this.sPublic)));
-    const transcript = this._transcript(this.senderId, x, s, n);
+    const c = toBase64(await this.codeCommitment(this.sPublic, this.reveal));
+    const transcript = this._transcript(this.senderId, x, s, n, c);
     const mac = new Uint8Array(await crypto.subtle.sign('HMAC', await this._macKey, transcript));
     const sig = new Uint8Array(await crypto.subtle.sign('Ed25519', this._signing.privateKey, transcript));
-    return JSON.stringify({ v: 1, id: this.senderId, x, s, n, mac: toBase64(mac), sig: toBase64(sig) });
+    return JSON.stringify({ v: 1, id: this.senderId, x, s, n, c, mac: toBase64(mac), sig: toBase64(sig) });
   }
 
   /**
@@ -289,17 +307,19 @@ export class MeetingKeys {
   async openAnnouncement(profile) {
     let parsed;
     try { parsed = JSON.parse(profile); } catch { throw new E2eeError('announcement is not JSON'); }
-    const { v, id, x, s, n, mac, sig } = parsed ?? {};
+    const { v, id, x, s, n, c, mac, sig } = parsed ?? {};
     if (v !== 1 || !Number.isInteger(id) || id < 1 || id >= 2 ** 24
-        || ![x, s, n, mac, sig].every((f) => typeof f === 'string')) {
+        || ![x, s, n, c, mac, sig].every((f) => typeof f === 'string')) {
       throw new E2eeError('announcement is malformed');
     }
-    const transcript = this._transcript(id, x, s, n);
-    let xPublic; let sPublic; let macBytes; let sigBytes; let sealedName;
+    const transcript = this._transcript(id, x, s, n, c);
+    let xPublic; let sPublic; let macBytes; let sigBytes; let sealedName; let commitment;
     try {
-      [xPublic, sPublic, macBytes, sigBytes, sealedName] = [x, s, mac, sig, n].map(fromBase64);
+      [xPublic, sPublic, macBytes, sigBytes, sealedName, commitment] = [x, s, mac, sig, n, c].map(fromBase64);
     } catch { throw new E2eeError('announcement is not base64'); }
-    if (xPublic.length !== 32 || sPublic.length !== 32) throw new E2eeError('announcement keys are malformed');
+    if (xPublic.length !== 32 || sPublic.length !== 32 || commitment.length !== 32) {
+      throw new E2eeError('announcement keys are malformed');
+    }
     if (!await crypto.subtle.verify('HMAC', await this._macKey, macBytes, transcript)) {
       throw new E2eeError('announcement MAC does not match the meeting link');
     }
@@ -311,7 +331,7 @@ export class MeetingKeys {
       concat(encoder.encode(`${LABEL}name`), xPublic, sPublic)));
     // A low-order X25519 key gives no shared secret: refuse it here, not mid key delivery.
     await this._pairwiseKey(xPublic);
-    return { name, senderId: id, xPublic, sPublic, identity: sPublic };
+    return { name, senderId: id, xPublic, sPublic, identity: sPublic, commitment };
   }
 
   /** @param {Uint8Array} peerX */

@@ -41,29 +41,36 @@ function holdLock(name) {
   });
 }
 
-/** @returns {Promise<CryptoKeyPair>} */
-const newKeyPair = async () => /** @type {CryptoKeyPair} */ (
-  await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']));
+/**
+ * @typedef {{signing: CryptoKeyPair, reveal: Uint8Array}} Identity
+ * `reveal`: the 16 secret bytes its announcements commit to (MeetingKeys.codeCommitment).
+ * @returns {Promise<Identity>}
+ */
+const newIdentity = async () => ({
+  signing: /** @type {CryptoKeyPair} */ (
+    await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])),
+  reveal: crypto.getRandomValues(new Uint8Array(16)),
+});
 
 /**
  * This browser's identity for a meeting: the kept one, or a new one that is kept
- * from now on. @param {string} meetingId @returns {Promise<CryptoKeyPair>}
+ * from now on. @param {string} meetingId @returns {Promise<Identity>}
  */
 export async function meetingIdentity(meetingId) {
-  if (!await holdLock(`confide-identity-${meetingId}`)) return newKeyPair();
+  if (!await holdLock(`confide-identity-${meetingId}`)) return newIdentity();
   try {
     const db = await database();
     const kept = await done(db.transaction('identities').objectStore('identities').get(meetingId));
-    if (kept?.privateKey instanceof CryptoKey && kept?.publicKey instanceof CryptoKey) {
+    if (kept?.signing?.privateKey instanceof CryptoKey && kept.reveal instanceof Uint8Array) {
       db.close();
       return kept;
     }
-    const pair = await newKeyPair();
-    await done(db.transaction('identities', 'readwrite').objectStore('identities').put(pair, meetingId));
+    const identity = await newIdentity();
+    await done(db.transaction('identities', 'readwrite').objectStore('identities').put(identity, meetingId));
     db.close();
-    return pair;
+    return identity;
   } catch {
-    return newKeyPair(); // private browsing without IndexedDB: an identity for this page only
+    return newIdentity(); // private browsing without IndexedDB: an identity for this page only
   }
 }
 

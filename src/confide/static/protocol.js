@@ -7,7 +7,7 @@
  */
 
 import {
-  ChatWindow, E2eeError, MeetingKeys, fingerprint, kidOf, linkSecretHash, openChat, parseChat,
+  ChatWindow, E2eeError, MeetingKeys, concat, fingerprint, kidOf, linkSecretHash, openChat, parseChat,
   ratchet, securityCode, sealChat,
 } from './e2ee.js';
 import {
@@ -116,7 +116,8 @@ const mediaKindOf = (kind) => (kind === 'audio' ? 'audio' : 'video');
  * @typedef {{audio: boolean, camera: boolean, screen: boolean}} MediaState
  * @typedef {import('./e2ee.js').Announcement} Announcement
  * @typedef {{name: string, media: MediaState, peer: Announcement | null, fingerprint: string,
- *   live: boolean, liveFailed: boolean, admitted: boolean, interrupted: boolean, since: number}} Person
+ *   live: boolean, liveFailed: boolean, admitted: boolean, interrupted: boolean, reveal: Uint8Array,
+ *   since: number}} Person
  * `live`: they answered my fresh challenge with their identity key, so they are here
  * now and not an old announcement replayed; `liveFailed`: they did not, in time;
  * `admitted`: they carry a pass the host signed for their identity key.
@@ -265,7 +266,8 @@ export class MeetingClient {
     }
     this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
     // The same identity for every reconnect (identity.js); fresh connection keys each time.
-    await this.keys.useIdentity(await meetingIdentity(this.meetingId));
+    const { signing, reveal } = await meetingIdentity(this.meetingId);
+    await this.keys.useIdentity(signing, reveal);
     this._chatSeq = 0;
     await this._connect();
   }
@@ -492,7 +494,7 @@ export class MeetingClient {
   async _addParticipant(p) {
     /** @type {Person} */
     const person = { name: 'Unverified participant', media: p.media, peer: null, fingerprint: '',
-      live: false, liveFailed: false, admitted: false, interrupted: false, since: Date.now() };
+      live: false, liveFailed: false, admitted: false, interrupted: false, reveal: new Uint8Array(0), since: Date.now() };
     try {
       const peer = await /** @type {MeetingKeys} */ (this.keys).openAnnouncement(p.profile);
       const taken = [...this.participants.values()].some((other) => other.peer
@@ -548,7 +550,9 @@ export class MeetingClient {
     const challenge = fromB64url(String(body.c));
     if (challenge.length !== 16 || !this.keys) return;
     const signature = await this.keys.proveLive(challenge, peer.sPublic);
-    this._send({ type: 'relay', to: from, body: JSON.stringify({ t: 'live!', c: body.c, s: b64url(signature) }) });
+    // My code reveal goes with it, to them alone: I have their commitment (their announcement).
+    const reveal = await this.keys.sealFor(peer, 'code-reveal', this.keys.reveal);
+    this._send({ type: 'relay', to: from, body: JSON.stringify({ t: 'live!', c: body.c, s: b64url(signature), r: reveal }) });
   }
 
   /** Someone answered my challenge. @param {string} from @param {Announcement} peer @param {any} body */
@@ -556,15 +560,33 @@ export class MeetingClient {
     const asked = this._challenges.get(from);
     const person = this.participants.get(from);
     if (!asked || !person || !this.keys || String(body.c) !== b64url(asked.challenge)) return;
-    if (!(await this.keys.checkLive(peer, asked.challenge, fromB64url(String(body.s))))) {
+    const reveal = await this._openReveal(peer, body.r);
+    if (!reveal || !(await this.keys.checkLive(peer, asked.challenge, fromB64url(String(body.s))))) {
       this.onsecurityalert({ participantId: from, message: `${person.name}'s proof of being here failed: possible attack` });
       return;
     }
     window.clearTimeout(asked.timer);
     this._challenges.delete(from);
+    person.reveal = reveal;
     person.live = true;
     await this._sendKeyTo([from]);
     await this._updateSecurityCode();
+  }
+
+  /**
+   * Someone's code reveal, if it opens and matches the commitment in their
+   * announcement. @param {Announcement} peer @param {any} sealed
+   */
+  async _openReveal(peer, sealed) {
+    const keys = /** @type {MeetingKeys} */ (this.keys);
+    try {
+      const reveal = await keys.openFrom(peer, 'code-reveal', String(sealed));
+      const commitment = await keys.codeCommitment(peer.sPublic, reveal);
+      return toKey(commitment) === toKey(peer.commitment) ? reveal : null;
+    } catch (error) {
+      if (!(error instanceof E2eeError)) throw error;
+      return null;
+    }
   }
 
   /** Someone left (or a verified action removed them). @param {string} id @param {string} reason */
@@ -591,8 +613,11 @@ export class MeetingClient {
 
   async _updateSecurityCode() {
     if (!this.keys) return;
-    const identities = [this.keys.identity];
-    for (const person of this.participants.values()) if (person.peer && person.live) identities.push(person.peer.identity);
+    // Each identity key with its code reveal, which nobody could know before choosing keys.
+    const identities = [concat(this.keys.identity, this.keys.reveal)];
+    for (const person of this.participants.values()) {
+      if (person.peer && person.live) identities.push(concat(person.peer.identity, person.reveal));
+    }
     this.securityCode = await securityCode(this.meetingId, identities);
     this.onsecuritycode(this.securityCode);
   }
@@ -1223,7 +1248,7 @@ export class MeetingClient {
       const peer = await this.keys.openAnnouncement(profile);
       // Announcing again only renames: same identity, same sender id, checked as before.
       if (!person.peer || toKey(person.peer.identity) !== toKey(peer.identity)
-        || person.peer.senderId !== peer.senderId) {
+        || person.peer.senderId !== peer.senderId || toKey(person.peer.commitment) !== toKey(peer.commitment)) {
         throw new E2eeError('a participant announced other keys');
       }
       person.peer = peer;
