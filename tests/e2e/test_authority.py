@@ -323,3 +323,22 @@ def test_remove_and_block_keeps_them_out_even_of_the_lobby(
     finally:
         host.close()
         bob.close()
+
+
+def test_a_revoked_cohost_is_not_restored_by_a_replay(
+    host_and_guest: tuple[TamperingProxy, Participant, Participant],
+) -> None:
+    """The host names Vera co-host and takes it back; the server then delivers the
+    signed `cohost` action again. Before, Vera's page took the powers back."""
+    proxy, host, vera = host_and_guest
+    seen: list[dict[str, Any]] = []
+    proxy.tamper = recording("host-action", seen)
+    host.client_call("makeCohost", vera.self_id)
+    vera.page.wait_for_function("() => window.confideClient.isCohost === true")
+    host.client_call("revokeCohost", vera.self_id)
+    vera.page.wait_for_function("() => window.confideClient.isCohost === false")
+    [named] = [m for m in seen if json.loads(m["action"])["kind"] == "cohost"]
+    proxy.tamper = on_ping(lambda: [named])
+    vera.client_call("_send", {"type": "ping"})
+    assert "already done once" in alert_text(vera)
+    assert vera.evaluate("() => window.confideClient.isCohost") is False

@@ -327,6 +327,18 @@ def test_remove_and_change_link_shuts_out_the_old_link(browser: Browser, server:
         troll_id = troll.self_id
         host.open_panel("participants")
         entry = host.page.locator(f"#participant-list li[data-participant-id='{troll_id}']")
+        # Everything the host's page sends from now on, to check whom the new link went to.
+        host.evaluate("""() => {
+          const client = window.confideClient;
+          const send = client._send.bind(client);
+          window.linkSent = [];
+          client._send = (message) => {
+            if (message.type === 'relay' && message.body.includes('link-secret')) {
+              window.linkSent.push(message.to);
+            }
+            send(message);
+          };
+        }""")
         entry.locator(".host-remove-rekey").click()
         troll.wait_for_status("failed")
         # Those who stay get the new link, pairwise; the address bar shows it.
@@ -334,6 +346,8 @@ def test_remove_and_change_link_shuts_out_the_old_link(browser: Browser, server:
                                      timeout=10_000)
         new_link = guest.page.url
         assert host.page.url == new_link
+        # Sealed for those who stay, never for the person removed.
+        assert host.evaluate("() => window.linkSent") == [guest.self_id]
         assert new_link.split("#")[1].split(".")[0] != old_link.split("#")[1].split(".")[0]
         # The removed person comes back with the old link: it no longer works.
         troll.page.goto(old_link)

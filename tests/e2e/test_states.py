@@ -109,10 +109,13 @@ def test_a_server_restart_with_its_store_is_ridden_out_without_a_click(
         assert port is not None
         process, server = start_server(
             f"{stop}-server-again.log", "--store", store, ports=(port, server.media_port))
+        serving_at = time.monotonic()
         for person in (alice, bob):
             person.wait_for_status("connected", timeout=30)
         assert bob.self_id in alice.wait_for_playing({bob.self_id})
         assert alice.self_id in bob.wait_for_playing({alice.self_id})
+        print(f"\n{stop}: both back with video {time.monotonic() - serving_at:.1f} s after"
+              " the server was serving again (sampled over 0.8 s)")
         for person in (alice, bob):
             person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
             wait_for_code(person, code)

@@ -1279,6 +1279,9 @@ export class MeetingClient {
   /** @param {string} id */
   async removeAndRekey(id) {
     await this.remove(id);
+    // Forget them here before the new link goes out, so it is never sealed for them,
+    // whatever the server does with the removal.
+    await this._forgetParticipant(id, 'removed');
     await this.rekeyLink();
   }
 
