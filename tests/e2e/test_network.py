@@ -101,6 +101,17 @@ def three_people(browser: Browser, server: Server, relay: RelayThread,
             person.close()
 
 
+def wait_for_e2ee(person: Participant, everyone: tuple[Participant, ...]) -> None:
+    """Wait for this person's chip to say end-to-end encrypted; if it does not, say
+    what every chip says instead."""
+    try:
+        person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=20_000)
+    except Exception as error:
+        chips = {p.name: p.text("#encryption") for p in everyone}
+        raise AssertionError(f"{person.name}'s chip is not end-to-end encrypted: {chips}",
+                             ) from error
+
+
 def tile(person: Participant, participant_id: str) -> Any:
     return person.page.locator(f".tile[data-participant-id='{participant_id}']")
 
@@ -134,7 +145,7 @@ def test_a_blocked_network_comes_back_on_the_same_session(
         assert carol.self_id == carol_id, "Carol rejoined instead of coming back"
         tile(alice, carol_id).and_(alice.page.locator(".reconnecting")).wait_for(state="detached")
         for person in (alice, bob, carol):
-            person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+            wait_for_e2ee(person, (alice, bob, carol))
             wait_for_code(person, code)
         assert "lobby" not in carol.evaluate("() => window.statusesSeen")
 
@@ -157,7 +168,7 @@ def test_past_the_grace_period_it_is_a_leave_and_a_rejoin_without_the_lobby(
             assert new_id in alice.wait_for_playing({new_id})
             assert alice.self_id in carol.wait_for_playing({alice.self_id})
             for person in (alice, bob, carol):
-                person.page.locator("#encryption[data-state='e2ee']").wait_for(timeout=15_000)
+                wait_for_e2ee(person, (alice, bob, carol))
                 wait_for_code(person, code)
             assert "lobby" not in carol.evaluate("() => window.statusesSeen")
             carol.page.screenshot(path=str(artifacts / "network-rejoined-after-grace.png"))
@@ -192,10 +203,15 @@ def test_video_keeps_decoding_through_loss_on_every_leg(
     41 % of the time."""
     server, relay = relayed
     with three_people(browser, server, relay) as (alice, _bob, carol, _keep):
+        def totals() -> tuple[int, int]:
+            counts = [c for port in relay.ports() for c in relay.counters(port).values()]
+            return sum(c.lost for c in counts), sum(c.passed for c in counts)
+
+        lost_before, passed_before = totals()
         relay.set(None, "both", Impairment(loss=percent / 100))
         share, frames = frozen_share(alice, carol.self_id, 15.0)
-        counts = [c for port in relay.ports() for c in relay.counters(port).values()]
-        lost, passed = sum(c.lost for c in counts), sum(c.passed for c in counts)
+        lost_after, passed_after = totals()
+        lost, passed = lost_after - lost_before, passed_after - passed_before
         print(f"\n{percent} % loss on every leg ({lost / (lost + passed):.1%} of {lost + passed}"
               f" packets dropped by the relay): Carol's video at Alice frozen {share:.1%}"
               f" of 15 s, {frames / 15:.1f} frames a second decoded")

@@ -566,13 +566,13 @@ function wireClient(client) {
   };
   client.onparticipantleft = ({ id, reason }) => live() && removeParticipant(id, reason);
   client.onparticipantmedia = ({ id, media }) => live() && updateParticipantMedia(id, media);
-  client.onparticipantconnection = ({ id, interrupted }) => {
+  client.onparticipantconnection = ({ id, interrupted, ours }) => {
     const participant = live() ? state.participants.get(id) : undefined;
     if (!participant) return;
-    // Their network dropped, not they: the tile stays, marked, until they are back or gone.
+    // A network dropped, not a person: the tile stays, marked, until they are back or gone.
     participant.tile.classList.toggle('reconnecting', interrupted);
     participant.listItem.classList.toggle('reconnecting', interrupted);
-    announce(`${participant.name} ${interrupted ? 'is reconnecting' : 'is back'}`);
+    if (!ours) announce(`${participant.name} ${interrupted ? 'is reconnecting' : 'is back'}`);
   };
   client.ontrack = ({ participantId, kind, track }) => live() && attachRemoteTrack(participantId, kind, track);
   client.ontrackended = ({ participantId, kind }) => live() && detachRemoteTrack(participantId, kind);

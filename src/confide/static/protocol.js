@@ -175,7 +175,10 @@ export class MeetingClient {
     this.onparticipantleft = () => {};
     /** @type {(p: {id: string, media: MediaState}) => void} */
     this.onparticipantmedia = () => {};
-    /** @type {(p: {id: string, interrupted: boolean}) => void} someone's media stopped, or is back */
+    /**
+     * Someone's media stopped, or is back; `ours`: because our own connection was lost.
+     * @type {(p: {id: string, interrupted: boolean, ours: boolean}) => void}
+     */
     this.onparticipantconnection = () => {};
     /** @type {(t: {participantId: string, kind: string, track: MediaStreamTrack}) => void} */
     this.ontrack = () => {};
@@ -210,6 +213,8 @@ export class MeetingClient {
     /** @type {ReceiveSlot[]} */ this._receiving = [];
     /** @type {StreamInfo[]} */ this._streams = [];
     /** @type {Map<string, Person>} */ this.participants = new Map();
+    /** Those shown from before our connection was lost, until we are back. @type {Set<string>} */
+    this._stale = new Set();
     /** @type {MeetingKeys | null} */ this.keys = null;
     this._sendEpoch = 0;
     this._sendKey = new Uint8Array(0);
@@ -334,8 +339,12 @@ export class MeetingClient {
   /** Forget the media session and everyone in it; a reconnect starts afresh. */
   _teardown() {
     for (const slot of this._receiving) this._hide(slot);
-    // Our connection is gone, not they: the page must not say that they left.
-    for (const id of this.participants.keys()) this.onparticipantleft({ id, reason: 'connection-lost' });
+    // Our connection is gone, not they: their tiles stay, marked as reconnecting,
+    // until we are back and know who is still here (_dropStale).
+    for (const id of this.participants.keys()) {
+      this._stale.add(id);
+      this.onparticipantconnection({ id, interrupted: true, ours: true });
+    }
     this.participants.clear();
     window.clearInterval(this._rotationTimer);
     for (const { timer } of this._challenges.values()) window.clearTimeout(timer);
@@ -415,6 +424,7 @@ export class MeetingClient {
         await this._takeSignedPolicy(message.policy_signed, Boolean(message.policy?.has_host ?? true));
         this.onpolicy();
         for (const p of message.participants) await this._addParticipant(p);
+        this._dropStale();
         // Alone, too: the code covers this browser's own identity key.
         await this._updateSecurityCode();
         for (const knock of message.lobby ?? []) await this._knock(knock.id, knock.profile);
@@ -456,7 +466,7 @@ export class MeetingClient {
         const person = this.participants.get(message.id);
         if (!person) break;
         person.interrupted = message.state === 'interrupted';
-        this.onparticipantconnection({ id: message.id, interrupted: person.interrupted });
+        this.onparticipantconnection({ id: message.id, interrupted: person.interrupted, ours: false });
         break;
       }
       case 'streams':
@@ -523,6 +533,19 @@ export class MeetingClient {
   }
 
   /**
+   * Back after a lost connection: the people shown from before who are not here
+   * now are let go, without a word (they did not leave before our eyes); those
+   * still here are no longer marked.
+   */
+  _dropStale() {
+    for (const id of this._stale) {
+      if (this.participants.has(id)) this.onparticipantconnection({ id, interrupted: false, ours: true });
+      else this.onparticipantleft({ id, reason: 'connection-lost' });
+    }
+    this._stale.clear();
+  }
+
+  /**
    * Ask someone to sign a fresh challenge: an announcement the server replays (of
    * someone who left) cannot answer. They get my sender key once they have.
    * @param {string} id
@@ -534,9 +557,12 @@ export class MeetingClient {
     this._send({ type: 'relay', to: id, body: JSON.stringify({ t: 'live?', c: b64url(challenge) }) });
   }
 
-  /** @param {string} id */
+  /**
+   * No answer in time: said at once, but the challenge stays open, so that an answer
+   * that was only slow (a busy machine, a congested link) still clears them.
+   * @param {string} id
+   */
   _notLive(id) {
-    this._challenges.delete(id);
     const person = this.participants.get(id);
     if (!person || person.live) return;
     person.liveFailed = true;
@@ -569,6 +595,7 @@ export class MeetingClient {
     this._challenges.delete(from);
     person.reveal = reveal;
     person.live = true;
+    person.liveFailed = false;
     await this._sendKeyTo([from]);
     await this._updateSecurityCode();
   }
@@ -1357,6 +1384,7 @@ export class MeetingClient {
     this._send({ type: 'leave' });
     this._socket?.close();
     this._teardown();
+    this._dropStale();
     this.onstatus('ended', 'You left the meeting');
   }
 }
