@@ -222,14 +222,16 @@ async def test_removal_revokes_the_pass_and_a_block_keeps_them_from_knocking(
                        identity=b64(public(bob.identity)))
         await host.act(host_socket, "remove", eve_welcome["you"],
                        identity=b64(public(eve.identity)), block=True)
-        _, bob_back = await bob.hello()
-        assert bob_back["code"] == "pass-revoked" and bob_back["fatal"]
+        bob_socket, bob_back = await bob.hello()
+        # Removed, not blocked: the pass no longer holds, and they may knock again.
+        assert bob_back["code"] == "pass-revoked" and not bob_back["fatal"]
+        assert (await next_of(bob_socket, "lobby"))["position"] == 1
         eve.admission = None
         _, eve_back = await eve.hello()
         assert eve_back["code"] == "blocked" and eve_back["fatal"]
     async with running(app_settings(tmp_path / "meetings.db")) as client:
         bob.client = eve.client = client
-        assert (await bob.hello())[1]["code"] == "pass-revoked"
+        assert (await bob.hello())[1]["code"] == "pass-revoked"  # still, after a restart
         assert (await eve.hello())[1]["code"] == "blocked"
 
 

@@ -215,3 +215,25 @@ def test_a_reconnect_attempt_that_throws_is_followed_by_another(
         alice.wait_for_status("connected")
     finally:
         alice.close()
+
+
+def test_a_reload_comes_back_without_the_lobby(browser: Browser, server: Server) -> None:
+    """The browser keeps its identity and the host's pass for the meeting: someone
+    who reloads the page (what people do when something looks stuck) is back in
+    without waiting for the host again, with the same fingerprint."""
+    alice, bob = Participant(browser, server, "Alice"), Participant(browser, server, "Bob")
+    try:
+        link = alice.create_meeting()
+        alice.join()
+        bob.join(link)
+        fingerprint = bob.evaluate("() => window.confideClient.ownFingerprint()")
+        bob.page.reload()
+        bob.evaluate(RECORD_STATUSES)
+        bob.join(wait_connected=False)
+        bob.wait_for_status("connected")
+        assert "lobby" not in bob.evaluate("() => window.statusesSeen")
+        assert bob.evaluate("() => window.confideClient.ownFingerprint()") == fingerprint
+        assert bob.self_id in alice.wait_for_playing({bob.self_id})
+    finally:
+        alice.close()
+        bob.close()

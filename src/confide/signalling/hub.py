@@ -289,16 +289,17 @@ class Hub(HostPowers):
         moderation = meeting.moderation
         if hello.admission is None or moderation.host_key is None:
             return False
-        if hello.identity is not None and hello.identity in moderation.revoked:
-            self.counters["pass_revoked"] += 1
-            raise MeetingError("pass-revoked", "the host removed you from this meeting")
         try:
+            if hello.identity is not None and hello.identity in moderation.revoked:
+                self.counters["pass_revoked"] += 1
+                raise ModerationError("pass-revoked", "the host removed you from this meeting")
             if hello.identity is None:
                 raise ModerationError("bad-pass", "a pass needs the identity key it names")
             check_pass(hello.admission, meeting.id, moderation.host_key, hello.identity)
         except ModerationError as error:
-            self.counters["refused_bad-pass"] += 1
-            await self._send(session, {"type": "error", "code": "bad-pass", "fatal": False,
+            # Removed (not blocked), or a pass that does not hold: they may knock again.
+            self.counters[f"refused_{error.code}"] += 1
+            await self._send(session, {"type": "error", "code": error.code, "fatal": False,
                                        "message": f"{error.message}: you wait in the lobby"})
             return False
         self.counters["admitted_by_pass"] += 1

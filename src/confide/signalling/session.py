@@ -42,7 +42,7 @@ ADDRESS_LOOP_SHARE, ADDRESS_LOOP_SHARE_BURST = 0.5, 4.0
 """The same for all of one address's sockets together: a class behind one NAT address,
 each renegotiating as people join (a few ms an offer), stays well below it."""
 FATAL_CODES = {"meeting-not-found", "bad-token", "meeting-full", "meeting-locked",
-               "meeting-ended", "bad-host-proof", "bad-identity-proof", "blocked", "pass-revoked"}
+               "meeting-ended", "bad-host-proof", "bad-identity-proof", "blocked"}
 BLOCKING_ACTIONS = {"mute": "audio", "stop-camera": "camera", "stop-screen": "screen"}
 
 

@@ -12,6 +12,8 @@
  */
 
 const DB_NAME = 'confide-identities';
+/** Meetings whose kept identity this page holds (and so may write). */
+const held = new Set();
 
 /** @param {IDBRequest} request */
 const done = (request) => new Promise((resolve, reject) => {
@@ -42,14 +44,16 @@ function holdLock(name) {
 }
 
 /**
- * @typedef {{signing: CryptoKeyPair, reveal: Uint8Array}} Identity
- * `reveal`: the 16 secret bytes its announcements commit to (MeetingKeys.codeCommitment).
+ * @typedef {{signing: CryptoKeyPair, reveal: Uint8Array, pass: any}} Identity
+ * `reveal`: the 16 secret bytes its announcements commit to (MeetingKeys.codeCommitment);
+ * `pass`: the host's admission pass for this identity, once there is one (null before).
  * @returns {Promise<Identity>}
  */
 const newIdentity = async () => ({
   signing: /** @type {CryptoKeyPair} */ (
     await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])),
   reveal: crypto.getRandomValues(new Uint8Array(16)),
+  pass: null,
 });
 
 /**
@@ -57,7 +61,8 @@ const newIdentity = async () => ({
  * from now on. @param {string} meetingId @returns {Promise<Identity>}
  */
 export async function meetingIdentity(meetingId) {
-  if (!await holdLock(`confide-identity-${meetingId}`)) return newIdentity();
+  if (!held.has(meetingId) && !await holdLock(`confide-identity-${meetingId}`)) return newIdentity();
+  held.add(meetingId);
   try {
     const db = await database();
     const kept = await done(db.transaction('identities').objectStore('identities').get(meetingId));
@@ -71,6 +76,24 @@ export async function meetingIdentity(meetingId) {
     return identity;
   } catch {
     return newIdentity(); // private browsing without IndexedDB: an identity for this page only
+  }
+}
+
+/**
+ * Keep the admission pass with the identity it names, so that a reload comes back
+ * without the lobby too (a reconnect has it in memory). Only the page holding the
+ * identity's lock writes. @param {string} meetingId @param {any} pass
+ */
+export async function keepPass(meetingId, pass) {
+  if (!held.has(meetingId)) return;
+  try {
+    const db = await database();
+    const store = db.transaction('identities', 'readwrite').objectStore('identities');
+    const kept = await done(store.get(meetingId));
+    if (kept?.signing) await done(store.put({ ...kept, pass }, meetingId));
+    db.close();
+  } catch {
+    // Not kept: after a reload, the lobby again.
   }
 }
 

@@ -14,7 +14,7 @@ import {
   ActionGuard, HostKey, PERSON_TARGETED, POLICY_KINDS, b64url, ed25519FromSeed, fromB64url, hostKeyHash,
   loadHostSeed, passAdmits, policyOf, signAction, storeHostSeed, verifyAction, verifySigned,
 } from './host.js';
-import { forgetMeetingIdentity, meetingIdentity } from './identity.js';
+import { forgetMeetingIdentity, keepPass, meetingIdentity } from './identity.js';
 
 const PROTOCOL_VERSION = 1;
 // After a leave, how long receivers get to install the fresh key before it is used.
@@ -271,8 +271,9 @@ export class MeetingClient {
     }
     this.keys = await MeetingKeys.fromLink(this.linkSecret, this.meetingId);
     // The same identity for every reconnect (identity.js); fresh connection keys each time.
-    const { signing, reveal } = await meetingIdentity(this.meetingId);
+    const { signing, reveal, pass } = await meetingIdentity(this.meetingId);
     await this.keys.useIdentity(signing, reveal);
+    this._pass = pass ?? null;
     this._chatSeq = 0;
     await this._connect();
   }
@@ -419,7 +420,7 @@ export class MeetingClient {
         this._iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
         this.isHost = Boolean(message.host);
         if (message.pass && await passAdmits(message.pass, this.meetingId, this.hostHash, b64url(this.keys?.sPublic ?? new Uint8Array()))) {
-          this._pass = message.pass;
+          this._takePass(message.pass);
         }
         await this._takeSignedPolicy(message.policy_signed, Boolean(message.policy?.has_host ?? true));
         this.onpolicy();
@@ -1078,6 +1079,13 @@ export class MeetingClient {
     this.onknock({ id, name, verified });
   }
 
+  /** My admission pass: kept for reconnects, and with the identity for reloads. @param {any} pass */
+  _takePass(pass) {
+    if (this._pass?.action === pass.action) return;
+    this._pass = pass;
+    keepPass(this.meetingId, pass).catch(console.error);
+  }
+
   /**
    * The policy in force, on the host's signature alone (the server's word counts
    * for nothing). Without a signed policy: the defaults, lobby on.
@@ -1151,8 +1159,8 @@ export class MeetingClient {
     if (kind === 'admit') this._revoked.delete(String(params.identity));
     if (kind === 'admit' && params.identity === b64url(this.keys?.sPublic ?? new Uint8Array())) {
       // A pass for me, issued while I am here (the host locks, or turns the lobby on).
-      this._pass = { action: message.action, signature: message.signature,
-        ...(message.delegation ? { delegation: message.delegation } : {}) };
+      this._takePass({ action: message.action, signature: message.signature,
+        ...(message.delegation ? { delegation: message.delegation } : {}) });
     }
     if (kind === 'remove' && typeof params.identity === 'string' && params.identity) {
       this._revoked.add(params.identity);
@@ -1163,7 +1171,12 @@ export class MeetingClient {
       // Honour the host: the SFU has stopped forwarding this anyway.
       if (kind === 'mute') this.setMicrophoneEnabled(false);
       if (kind === 'stop-screen') await this.stopScreenShare();
-      if (kind === 'remove') this._signedDismissal = 'remove';
+      if (kind === 'remove') {
+        this._signedDismissal = 'remove';
+        // The host took my admission back: coming back means the lobby (or, blocked, nothing).
+        this._pass = null;
+        keepPass(this.meetingId, null).catch(console.error);
+      }
     }
     this.onpolicy();
     this.onhostaction({ kind, target, params, by: this._signerName(action), byHost: action.byHost });
