@@ -235,3 +235,23 @@ def test_malformed_actions_are_refused_as_bad_action(change: dict[str, Any]) -> 
 def test_garbage_is_a_bad_action(text: str) -> None:
     with pytest.raises(ModerationError):
         parse_host_action(text)
+
+
+def test_the_cohost_role_outlives_a_reconnect_until_revoked() -> None:
+    meeting = moderation()
+    carol = Ed25519PrivateKey.generate()
+    key = public(carol)
+    act(meeting, *signed("cohost", target="carol", params={"key": b64(key)}))
+    meeting.forget("carol")  # her connection dropped
+    assert not meeting.is_host("carol")
+    act(meeting, *signed("end", key=carol))  # her key still signs while she is away
+    meeting.ended = False
+    meeting.arrived("carol-again", key)
+    assert meeting.is_host("carol-again")
+    act(meeting, *signed("revoke-cohost", target="carol-again", params={"identity": b64(key)}))
+    meeting.forget("carol-again")
+    meeting.arrived("carol-third", key)
+    assert not meeting.is_host("carol-third")
+    assert refused(meeting, *signed("end", key=carol)) == "not-host"
+    meeting.arrived("stranger", public(Ed25519PrivateKey.generate()))
+    assert not meeting.is_host("stranger")

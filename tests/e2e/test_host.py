@@ -402,6 +402,31 @@ def test_a_cohost_can_admit_and_loses_the_power_when_revoked(
             person.close()
 
 
+def test_a_cohost_who_reloads_is_a_cohost_again(browser: Browser, server: Server) -> None:
+    """The role goes with the identity key the host named, which the browser keeps:
+    before, a co-host whose connection dropped came back as an ordinary guest."""
+    host, guest, link = host_and_guest(browser, server)
+    visitor = Participant(browser, server, "Viv")
+    try:
+        host.client_call("makeCohost", guest.self_id)
+        guest.page.wait_for_function("() => window.confideClient.isCohost === true")
+        guest.page.reload()
+        guest.join(wait_connected=False)
+        guest.wait_for_status("connected")
+        guest.page.wait_for_function("() => window.confideClient.isCohost === true")
+        guest.open_panel("participants")
+        guest.page.locator("#host-controls").wait_for(timeout=10_000)
+        # The server counts her as a co-host again: knocks reach her, and she admits.
+        knock(visitor, link)
+        guest.admit("Viv")
+        visitor.wait_for_status("connected")
+        guest.client_call("mute", host.self_id)
+        host.page.get_by_text("muted you").first.wait_for(timeout=10_000)
+    finally:
+        for person in (host, guest, visitor):
+            person.close()
+
+
 def test_a_host_link_gives_the_host_role_on_another_device(
     browser: Browser, server: Server
 ) -> None:

@@ -134,7 +134,10 @@ class Moderation:
     host_key: bytes | None = None
     """The creator's Ed25519 public key; None if the meeting has no host."""
     cohosts: dict[str, bytes] = field(default_factory=dict)
-    """Participant id to the key the host delegated to them."""
+    """Participant id to the key the host delegated to them, while they are here."""
+    cohost_keys: set[bytes] = field(default_factory=set)
+    """Every key the host delegated and did not take back: the role outlives a
+    reconnect, and goes to whoever proves the key again (`arrived`)."""
     hosts_present: set[str] = field(default_factory=set)
     """Participant ids that proved the host key when they joined."""
     lobby: bool = True
@@ -167,7 +170,7 @@ class Moderation:
         recently and once. Raises ModerationError otherwise."""
         if action.meeting != self.meeting_id:
             raise ModerationError("bad-action", "the action is for another meeting")
-        allowed = [k for k in (self.host_key, *self.cohosts.values()) if k is not None]
+        allowed = [k for k in (self.host_key, *self.cohost_keys) if k is not None]
         if action.signer not in allowed:
             raise ModerationError("not-host", "only the host can do that")
         try:
@@ -217,10 +220,14 @@ class Moderation:
         elif kind == "cohost" and target is not None:
             key = decode_key(params.get("key"), "co-host key")
             self.cohosts[target] = key
+            self.cohost_keys.add(key)
             if signed is not None:
                 self.delegations[key] = signed
         elif kind == "revoke-cohost" and target is not None:
-            self.cohosts.pop(target, None)
+            taken = self.cohosts.pop(target, None) or _key_or_none(params.get("identity"))
+            if taken is not None:
+                self.cohost_keys.discard(taken)
+                self.delegations.pop(taken, None)
 
     def set_policy(self, policy: dict[str, Any], signed: dict[str, str] | None) -> None:
         self.policy_version = policy["v"]
@@ -253,6 +260,12 @@ class Moderation:
 
     def may_chat(self, participant_id: str) -> bool:
         return self.chat or self.is_host(participant_id)
+
+    def arrived(self, participant_id: str, identity: bytes | None) -> None:
+        """Someone came in having proven this identity key: a co-host again if the host
+        delegated that key (they reconnected, or reloaded the page)."""
+        if identity is not None and identity in self.cohost_keys:
+            self.cohosts[participant_id] = identity
 
     def forget(self, participant_id: str) -> None:
         self.hosts_present.discard(participant_id)

@@ -271,6 +271,7 @@ class Hub(HostPowers):
             raise MeetingError("meeting-ended", "the host ended this meeting")
         if hello.identity is not None and hello.identity_proof is not None:
             check_identity_proof(meeting.id, session.nonce, hello.identity, hello.identity_proof)
+            session.identity = hello.identity
             if hello.identity in moderation.blocked and not is_host:
                 self.counters["blocked_refused"] += 1
                 raise MeetingError("blocked", "the host removed and blocked you in this meeting")
@@ -314,6 +315,7 @@ class Hub(HostPowers):
         moderation = meeting.moderation
         if host:
             moderation.hosts_present.add(participant.id)
+        moderation.arrived(participant.id, session.identity)
         others = self.sessions.setdefault(meeting.id, {})
         waiting = self.lobbies.get(meeting.id, {}) if host else {}
         await self._send(session, {
@@ -329,6 +331,7 @@ class Hub(HostPowers):
             "host": host,
             "policy": policy_json(moderation),
             "policy_signed": moderation.policy_signed,
+            "cohosts": list(moderation.delegations.values()),
             "pass": session.admission,
             "lobby": [{"id": lobby_id, "profile": guest.profile}
                       for lobby_id, guest in waiting.items()],

@@ -145,8 +145,8 @@ export class MeetingClient {
     /** Identity keys (base64url) a verified `remove` took out; `_blocked` also may not come back. */
     this._revoked = new Set();
     /** @type {Set<string>} */ this._blocked = new Set();
-    /** Co-host keys named by host actions this client checked, by participant id. @type {Map<string, string>} */
-    this._cohosts = new Map();
+    /** Co-host keys (base64url) named by host actions this client checked, not taken back. @type {Set<string>} */
+    this._cohostKeys = new Set();
     /** Refuses host actions replayed, stale or reordered by the server. */
     this._actionGuard = new ActionGuard();
     /** People waiting in the lobby (for hosts), with their identity key if it verified. @type {Map<string, {name: string, verified: boolean, identity: string}>} */
@@ -423,6 +423,10 @@ export class MeetingClient {
           this._takePass(message.pass);
         }
         await this._takeSignedPolicy(message.policy_signed, Boolean(message.policy?.has_host ?? true));
+        // What was delegated may have changed while we were away: start from what is current.
+        this._cohostKeys.clear();
+        this.isCohost = false;
+        await this._takeDelegations(message.cohosts ?? []);
         this.onpolicy();
         for (const p of message.participants) await this._addParticipant(p);
         this._dropStale();
@@ -1079,6 +1083,21 @@ export class MeetingClient {
     this.onknock({ id, name, verified });
   }
 
+  /**
+   * The co-hosts the host named, each by a host-signed `cohost` action: so a newcomer
+   * accepts their actions, and a co-host who comes back is a co-host again.
+   * @param {any[]} delegations
+   */
+  async _takeDelegations(delegations) {
+    const mine = b64url(this.keys?.sPublic ?? new Uint8Array());
+    for (const signed of delegations.slice(0, 64)) {
+      const named = await verifySigned(signed, this.meetingId, this.hostHash);
+      if (!named?.byHost || named.kind !== 'cohost' || typeof named.params?.key !== 'string') continue;
+      this._cohostKeys.add(named.params.key);
+      if (named.params.key === mine) this.isCohost = true;
+    }
+  }
+
   /** My admission pass: kept for reconnects, and with the identity for reloads. @param {any} pass */
   _takePass(pass) {
     if (this._pass?.action === pass.action) return;
@@ -1152,8 +1171,8 @@ export class MeetingClient {
     if (!action) return;
     const { kind, target, params } = action;
     if (kind === 'rekey-link' && action.signer !== this._ownSigner()) this._expectedLinkHash = String(params.secret_hash ?? '');
-    if (kind === 'cohost') this._cohosts.set(target, params.key);
-    if (kind === 'revoke-cohost') this._cohosts.delete(target);
+    if (kind === 'cohost') this._cohostKeys.add(String(params.key));
+    if (kind === 'revoke-cohost') this._cohostKeys.delete(String(params.identity ?? ''));
     if (target === this._selfId && (kind === 'cohost' || kind === 'revoke-cohost')) this.isCohost = kind === 'cohost';
     if (POLICY_KINDS.has(kind) && !this._applyPolicy(policyOf(action))) return;
     if (kind === 'admit') this._revoked.delete(String(params.identity));
@@ -1194,7 +1213,7 @@ export class MeetingClient {
    */
   async _checkHostAction(message) {
     const action = await verifyAction(String(message.action), String(message.signature), this.hostHash,
-      new Set(this._cohosts.values()));
+      this._cohostKeys);
     let problem = '';
     if (!action || action.meeting !== this.meetingId) {
       problem = 'that the host did not sign';
