@@ -9,6 +9,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -17,8 +18,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from confide.cli import HideClientAddresses, JsonLogFormatter, parse_settings
+from confide.cli import (
+    HideClientAddresses,
+    JsonLogFormatter,
+    build_parser,
+    check_config,
+    parse_settings,
+)
 from confide.config import Settings
+from confide.config_file import NOT_KEYS
 from confide.e2ee.link import derive_join_key, encode_base64url, join_key_public
 from confide.rooms.meeting import join_challenge
 from confide.signalling.turn import TURN_CREDENTIAL_LIFETIME, ice_servers, turn_credentials
@@ -211,3 +219,85 @@ def test_aiohttps_error_lines_name_no_client_address() -> None:
                                "Error handling request from %s", ("198.51.100.7",), None)
     assert HideClientAddresses().filter(record)
     assert "198.51.100.7" not in record.getMessage()
+
+
+# --- The config file -----------------------------------------------------------------------
+
+DOCS_CONFIG = Path(__file__).parents[1] / "docs" / "config.md"
+
+
+def example_config() -> str:
+    """The example file in docs/config.md, as an operator would copy it."""
+    text = DOCS_CONFIG.read_text(encoding="utf-8")
+    return text.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_example_has_every_key_and_checks_out(tmp_path: Path) -> None:
+    _, serve = build_parser()
+    flags = {action.dest for action in serve._actions
+             if action.option_strings and action.dest not in NOT_KEYS}
+    example = example_config()
+    written = set(re.findall(r"^#? ?([a-z_]+) =", example, re.MULTILINE))
+    assert written == flags, f"missing {flags - written}, unknown {written - flags}"
+    path = tmp_path / "confide.toml"
+    path.write_text(example)
+    assert check_config(path) == 0
+
+
+def test_the_example_file_reaches_the_settings_and_flags_win(tmp_path: Path) -> None:
+    path = tmp_path / "confide.toml"
+    path.write_text(example_config())
+    secret = tmp_path / "turn-secret"
+    secret.write_text("north-wind\n")
+    settings = parse_settings(["serve", "--config", str(path), "--port", "8443",
+                               "--store", str(tmp_path / "meetings.db"),
+                               "--turn-secret-file", str(secret)])
+    assert settings.port == 8443  # the flag, over the file's 443
+    assert settings.media_port == 443 and settings.public_ip == "203.0.113.7"
+    assert settings.metrics_listen == ("127.0.0.1", 9100)
+    assert (settings.join_rate_per_address, settings.join_burst_per_address) == (2.0, 60.0)
+    assert settings.turn_urls == ("turn:turn.example.org:3478?transport=udp",
+                                  "turns:turn.example.org:5349?transport=tcp")
+    assert settings.turn_secret == "north-wind"
+    assert settings.tls_key == Path("/etc/confide/key.pem")
+    assert settings.log_format == "json" and settings.media_grace == 30.0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('port = 80\nmedia_gracee = 30\n', "confide.toml:2: unknown key 'media_gracee'"),
+    ('port = 80\n\nmedia-grace = -1\n', "confide.toml:3: media-grace: must be a positive"),
+    ('port = "eighty"\n', "confide.toml:1: port: invalid literal"),
+    ('port = 80.5\n', "confide.toml:1: port: must be a whole number"),
+    ('log_addresses = "yes"\n', "confide.toml:1: log_addresses: must be true or false"),
+    ('log_format = "xml"\n', "confide.toml:1: log_format: must be one of text, json"),
+    ('port = 80\nport-x = [\n', "confide.toml: not TOML"),
+    ('port = 80\n"port" = 81\n', "not TOML"),
+    ('port = 80\nmedia_port = 81\nmedia-port = 82\n', "confide.toml:3: 'media-port' is set twice"),
+])
+def test_config_check_names_the_bad_key_and_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str,
+) -> None:
+    path = tmp_path / "confide.toml"
+    path.write_text(text)
+    assert check_config(path) == 1
+    assert message in capsys.readouterr().err.replace(str(tmp_path) + "/", "")
+    with pytest.raises(SystemExit):
+        parse_settings(["serve", "--config", str(path)])
+
+
+def test_the_turn_secret_comes_from_a_file_or_the_environment_and_one_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = ["--turn-url", "turn:turn.example.org:3478"]
+    monkeypatch.setenv("CONFIDE_TURN_SECRET", "from-the-environment")
+    assert parse_settings(["serve", *url]).turn_secret == "from-the-environment"
+    secret = tmp_path / "turn-secret"
+    secret.write_text("from-a-file\n")
+    with pytest.raises(SystemExit):  # two places: which one is meant?
+        parse_settings(["serve", *url, "--turn-secret-file", str(secret)])
+    monkeypatch.delenv("CONFIDE_TURN_SECRET")
+    assert parse_settings(["serve", *url, "--turn-secret-file", str(secret)]).turn_secret == (
+        "from-a-file")
+    secret.write_text("")
+    with pytest.raises(SystemExit):
+        parse_settings(["serve", *url, "--turn-secret-file", str(secret)])

@@ -17,11 +17,14 @@ from pathlib import Path
 from aiohttp import web
 
 from .config import Settings
+from .config_file import ConfigError, read_config
 from .web import tls
 from .web.app import create_app
 
 logger = logging.getLogger("confide")
 
+TURN_SECRET_VARIABLE = "CONFIDE_TURN_SECRET"
+"""The environment variable a TURN secret may come from."""
 KEY_VALUE = re.compile(r"(?<!\S)([a-z_][a-z0-9_]*)=(\S+)")
 """The `key=value` pairs our log messages carry (meeting ids, counts, reasons)."""
 RESERVED_LOG_FIELDS = frozenset({"time", "level", "logger", "message", "exception"})
@@ -91,10 +94,21 @@ def _join_rate(text: str) -> tuple[float, float]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The `confide` parser, and its `serve` command's (whose flags a config file sets)."""
     parser = argparse.ArgumentParser(prog="confide", description="Confide video meetings")
     commands = parser.add_subparsers(dest="command", required=True)
+    config = commands.add_parser("config", help="check a config file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="read a config file as `serve` would, "
+                                       "and name the line of anything wrong")
+    check.add_argument("file", type=Path)
     serve = commands.add_parser("serve", help="run the meeting server")
+    serve.add_argument(
+        "--config", type=Path, default=None, metavar="FILE",
+        help="read settings from this TOML file (keys as the flags below, without the"
+        " dashes); flags given here win (docs/config.md)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="TCP port for the web client")
     serve.add_argument(
@@ -165,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--turn-secret", default=None, metavar="SECRET",
-        help="the TURN server's static-auth-secret (coturn use-auth-secret)",
+        help="the TURN server's static-auth-secret (coturn use-auth-secret); better from"
+        f" --turn-secret-file or ${TURN_SECRET_VARIABLE}, which `ps` does not show",
+    )
+    serve.add_argument(
+        "--turn-secret-file", type=Path, default=None, metavar="FILE",
+        help="read the TURN secret from this file (its first line)",
     )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
@@ -176,13 +195,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-addresses", action="store_true",
         help="put client IP addresses in the access log (off: logs carry no addresses)",
     )
-    return parser
+    return parser, serve
+
+
+def _turn_secret(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
+    """From the flag, a file, or the environment: a secret on the command line is seen
+    by anyone who can run `ps` on the machine."""
+    given = [name for name, present in (
+        ("--turn-secret", args.turn_secret is not None),
+        ("--turn-secret-file", args.turn_secret_file is not None),
+        (f"${TURN_SECRET_VARIABLE}", TURN_SECRET_VARIABLE in os.environ)) if present]
+    if len(given) > 1:
+        parser.error(f"the TURN secret comes from one place, not {' and '.join(given)}")
+    if args.turn_secret_file is not None:
+        try:
+            lines = args.turn_secret_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            parser.error(f"--turn-secret-file: {error}")
+        if not lines or not lines[0].strip():
+            parser.error(f"--turn-secret-file: {args.turn_secret_file} is empty")
+        return str(lines[0].strip())
+    secret = args.turn_secret or os.environ.get(TURN_SECRET_VARIABLE)
+    return str(secret) if secret else None
+
+
+def check_config(path: Path) -> int:
+    """`confide config check FILE`: 0 and "ok", or 1 and what is wrong, where."""
+    _, serve = build_parser()
+    try:
+        read_config(path, serve)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     """The settings for `confide serve ARGS`; a bad combination exits with status 2."""
-    parser = build_parser()
+    parser, serve = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.error("settings are for `confide serve`")
+    if args.config is not None:
+        # The file's values become the defaults, so that flags given now win.
+        try:
+            serve.set_defaults(**read_config(args.config, serve))
+        except ConfigError as error:
+            parser.error(str(error))
+        args = parser.parse_args(argv)
+    turn_secret = _turn_secret(args, parser)
     public_ip = args.public_ip or (args.host if args.host not in ("0.0.0.0", "::") else None)
     if public_ip is None:
         parser.error("listening on all addresses needs --public-ip, the address browsers "
@@ -191,8 +253,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error("--tls-cert and --tls-key go together")
     if args.self_signed and args.tls_cert is not None:
         parser.error("--self-signed or --tls-cert/--tls-key, not both")
-    if bool(args.turn_url) != (args.turn_secret is not None):
-        parser.error("--turn-url and --turn-secret go together")
+    if bool(args.turn_url) != (turn_secret is not None):
+        parser.error("--turn-url and a TURN secret go together")
     if args.sockets_per_address < 1:
         parser.error("--sockets-per-address must be at least 1")
     if args.store is not None and not args.store.parent.is_dir():
@@ -219,7 +281,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         self_signed=args.self_signed,
         store=args.store,
         turn_urls=tuple(args.turn_url),
-        turn_secret=args.turn_secret,
+        turn_secret=turn_secret,
         log_level=args.log_level,
         log_format=args.log_format,
         log_addresses=args.log_addresses,
@@ -254,6 +316,10 @@ def run_with_scrubbing_allocator() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser, _ = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "config":
+        return check_config(args.file)
     settings = parse_settings(argv)
     if argv is None:
         run_with_scrubbing_allocator()
