@@ -16,6 +16,7 @@ from confide.sfu.forwarder import (
     SimulcastForwarder,
 )
 from confide.sfu.vp8 import Vp8Descriptor, parse_descriptor
+from test_vp8 import build
 
 OUTPUT_SSRC = 0x0C0FFEE0
 FRAME_TICKS = 3000  # 30 frames a second at 90 kHz
@@ -42,26 +43,9 @@ def vp8_payload(
     layer_sync: bool,
 ) -> bytes:
     """A payload as Chrome sends it under E2EE: descriptor, clear header octets, ciphertext."""
-    extension = 0
-    fields = b""
-    if picture_id is not None:
-        extension |= 0x80
-        if picture_id_bits == 15:
-            fields += bytes((0x80 | picture_id >> 8, picture_id & 0xFF))
-        else:
-            fields += bytes((picture_id,))
-    if tl0picidx is not None:
-        extension |= 0x40
-        fields += bytes((tl0picidx,))
-    if temporal_id is not None:
-        extension |= 0x20
-        fields += bytes((temporal_id << 6 | (0x20 if layer_sync else 0),))
-    first = (0x10 if start else 0) | (0x80 if extension else 0)
-    descriptor = bytes((first,)) + (bytes((extension,)) + fields if extension else b"")
-    if not start:
-        return descriptor + b"\xaa\xbb\xcc"  # the middle of a frame: ciphertext only
-    header = b"\x50\x03\x00\x9d\x01\x2a\x80\x02\xe0\x01" if key_frame else b"\xb1\x04\x00"
-    return descriptor + header + b"\xf0\xf1\xf2\xf3"
+    return build(picture_id=picture_id, long_picture_id=picture_id_bits == 15,
+                 tl0picidx=tl0picidx, start=start, key_frame=key_frame,
+                 temporal=None if temporal_id is None else (temporal_id, layer_sync))
 
 
 @dataclass
