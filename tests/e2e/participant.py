@@ -45,8 +45,10 @@ class Server:
         text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
         values: dict[str, int] = {}
         for line in text.splitlines():
+            if line.startswith("#"):
+                continue
             name, _, value = line.rpartition(" ")
-            values[name] = int(value)
+            values[name] = int(float(value))
         return values
 
     def tls_context(self) -> ssl.SSLContext | None:

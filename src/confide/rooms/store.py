@@ -1,11 +1,11 @@
 """Meetings kept across restarts in one SQLite file (`confide serve --store`).
 
-It holds what DESIGN.md section 4 allows and no more: the meeting id, the public
-join key, the host's public key, when the meeting was made and last used (whole
-seconds), and what the host signed that must outlive a restart (the policy
-action in force, and the random identity keys of people removed). Nothing about
-participants: no names, no addresses. This is the rooms package's only I/O; the web app calls it
-after the Directory (pure state) changes.
+It holds what docs/design.md, 'What the server stores', allows and no more: the meeting
+id, the public join key, the host's public key, when the meeting was made and last used
+(whole seconds), and what the host signed that must outlive a restart (the policy action
+in force, and the random identity keys of people removed). Nothing about participants:
+no names, no addresses. This is the rooms package's only I/O; the web app calls it after
+the Directory (pure state) changes.
 """
 
 from __future__ import annotations
@@ -118,6 +118,18 @@ class MeetingStore:
             self.save(meeting, now)
             count += 1
         return count
+
+    def reachable(self) -> bool:
+        """The file is open, still at its path, and answers a query: for /readyz.
+        (A store file deleted or replaced under a running server would lose what
+        is written from then on.)"""
+        if self._connection is None:
+            return False
+        try:
+            self._connection.execute("SELECT 1 FROM meetings LIMIT 1").fetchall()
+            return self.path.exists()
+        except sqlite3.Error:
+            return False
 
     def delete(self, meeting_ids: Iterable[str]) -> None:
         """Erase meetings (expired): the rows, and their bytes in the file."""

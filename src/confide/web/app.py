@@ -20,6 +20,7 @@ from ..sfu.sfu import Sfu
 from ..sfu.transport import open_media_socket, run_timer
 from ..signalling.hub import Hub
 from ..signalling.messages import RemoteProtocolError, parse_base64url
+from .health import Gauge, Readiness, metrics_text, readiness_checks, readiness_text
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ CREATIONS = web.AppKey("creations", RateLimiter)
 """New meetings per client address."""
 STORE = web.AppKey("store", MeetingStore)
 """Present only with `--store`."""
+READINESS = web.AppKey("readiness", Readiness)
 MAX_API_BODY_BYTES = 1024
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -140,17 +142,40 @@ async def meeting_info(request: web.Request) -> web.Response:
     return web.json_response({"meeting_id": meeting.id, "ready": meeting.join_key is not None})
 
 
-def metrics_text(app: web.Application) -> str:
-    """Counts only: what an operator needs to see that things work, nothing personal."""
-    lines = [
-        f"confide_meetings {len(app[DIRECTORY].meetings)}",
-        f"confide_participants {sum(len(m) for m in app[HUB].sessions.values())}",
+def _metrics(app: web.Application) -> str:
+    hub, sfu = app[HUB], app[SFU]
+    gauges = [
+        Gauge("confide_meetings", "Meetings the server knows, with people in them or not.",
+              len(app[DIRECTORY].meetings)),
+        Gauge("confide_participants", "People in a meeting (past the lobby).",
+              sum(len(m) for m in hub.sessions.values())),
+        Gauge("confide_lobby_waiting", "People waiting in a lobby for a host.",
+              sum(len(lobby) for lobby in hub.lobbies.values())),
+        Gauge("confide_websockets", "Open WebSocket connections, joined or not.",
+              len(hub.open_sessions)),
+        Gauge("confide_media_connections", "Browsers with a media connection to the SFU.",
+              len(sfu.endpoints_by_ufrag)),
+        Gauge("confide_ready", "1 while /readyz would answer ready.",
+              int(all(_readiness(app).values()))),
     ]
-    for name, value in sorted(app[SFU].counters.items()):
-        lines.append(f'confide_media_events_total{{event="{name}"}} {value}')
-    for name, value in sorted(app[HUB].counters.items()):
-        lines.append(f'confide_signalling_events_total{{event="{name}"}} {value}')
-    return "\n".join(lines) + "\n"
+    return metrics_text(gauges, sfu.counters, hub.counters)
+
+
+def _readiness(app: web.Application) -> dict[str, bool]:
+    store = app.get(STORE)
+    return readiness_checks(app[READINESS], store.reachable() if store is not None else None)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process answers: for a supervisor that restarts it when it does not."""
+    return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """It accepts meetings: for a load balancer or an orchestrator."""
+    checks = _readiness(request.app)
+    return web.Response(text=readiness_text(checks), status=200 if all(checks.values()) else 503,
+                        headers={"Cache-Control": "no-store"})
 
 
 async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
@@ -162,7 +187,7 @@ async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
         return
 
     async def serve_metrics(request: web.Request) -> web.Response:
-        return web.Response(text=metrics_text(app))
+        return web.Response(text=_metrics(app))
 
     metrics_app = web.Application()
     metrics_app.router.add_get("/metrics", serve_metrics)
@@ -198,9 +223,11 @@ async def _keep_meetings(app: web.Application) -> AsyncIterator[None]:
 async def _media(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     transport = await open_media_socket(app[SFU], settings.host, settings.media_port)
+    app[READINESS].media_bound = True
     timer = asyncio.create_task(run_timer(app[SFU]))
     expiry = asyncio.create_task(_expire_meetings(app))
     yield
+    app[READINESS].media_bound = False
     timer.cancel()
     expiry.cancel()
     transport.close()
@@ -208,6 +235,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_sockets(app: web.Application) -> None:
     """Shutdown begins: tell every client now, before aiohttp waits for handlers."""
+    app[READINESS].stopping = True
     await app[HUB].close_all()
 
 
@@ -243,6 +271,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_API_BODY_BYTES)
     app.on_response_prepare.append(add_security_headers)
     app[SETTINGS] = settings
+    app[READINESS] = Readiness()
     app[DIRECTORY] = Directory(meeting_lifetime=settings.meeting_lifetime)
     app[SFU] = Sfu(
         public_ip=settings.public_ip,
@@ -268,5 +297,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_put("/api/meetings/{meeting_id}/join-key", register_join_key)
     app.router.add_get("/api/meetings/{meeting_id}", meeting_info)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_static("/static/", STATIC_DIR)
     return app
