@@ -1,5 +1,6 @@
-"""The meeting key schedule (DESIGN.md section 3): confide.e2ee.keys on its own, and
-against static/e2ee.js run under node (tests/js/keys_cli.mjs), in both directions.
+"""The meeting key schedule (docs/design.md, 'The key schedule'): confide.e2ee.keys on
+its own, and against static/e2ee.js run under node (tests/js/keys_cli.mjs), in both
+directions.
 
 Known answers come from HKDF written out here with `hmac` (RFC 5869 section 2),
 hashlib and AESGCM, not from the code under test, so a change of label, salt, AAD

@@ -1,4 +1,4 @@
-"""Keys derived from the meeting link's secret (DESIGN.md section 3).
+"""Keys derived from the meeting link's secret (docs/design.md, 'The key schedule').
 
 The expected bytes come from HKDF written out here with `hmac` (RFC 5869 section
 2), not from the code under test, and are pinned as a known answer so that a

@@ -1,7 +1,7 @@
 """The SQLite meeting store (`confide serve --store`): meetings survive a restart
 and stay joinable, expired ones are erased from the file, and the file holds the
-meeting id, the public join key and two times, and nothing else (DESIGN.md
-section 4)."""
+meeting id, the public keys, two times and what the host signed, and nothing else
+(docs/design.md, 'What the server stores')."""
 
 from __future__ import annotations
 

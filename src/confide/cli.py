@@ -353,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Self-signed certificate, SHA-256 fingerprint {certificate_fingerprint}\n"
                   "Accept the browser's warning only if its certificate page shows this "
                   "fingerprint.", flush=True)
-    # Without --log-addresses the access log has no client address (DESIGN.md section 4).
+    # Without --log-addresses the access log has no client address
+    # (docs/design.md, 'What the server stores').
     access_log_format = '%a "%r" %s %b %Tfs' if settings.log_addresses else '"%r" %s %b %Tfs'
     web.run_app(
         create_app(settings),

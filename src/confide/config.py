@@ -54,7 +54,8 @@ class Settings:
     log_level: str = "info"
     log_format: LogFormat = "text"
     log_addresses: bool = False
-    """Put client IP addresses in the access log (DESIGN.md section 4: off by default)."""
+    """Put client IP addresses in the access log (off by default: docs/design.md,
+    'What the server stores')."""
 
     @property
     def tls(self) -> bool:

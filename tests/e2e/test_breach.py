@@ -7,7 +7,8 @@ file it wrote (its log and its SQLite store) is read. They are searched for each
 display name, each chat text, the link secret, every sender key and the SFrame
 keys derived from them, the join key's private seed and the host key's seed,
 each as raw bytes, text, base64, base64url and hex. The only key material allowed
-is what DESIGN.md lets the server hold: the public join and host keys.
+is what docs/design.md, 'What the server stores', lets the server hold: the public
+join and host keys.
 
 The search is shown to work: a plain client then sends the same values to the
 same server in the clear, as a Confide without end-to-end encryption would, and
@@ -238,10 +239,11 @@ async def visit(base_url: str, link: str, pid: int) -> bytes:
 
 
 def test_a_departed_visitors_address_is_gone_from_memory_within_seconds(breach: Breach) -> None:
-    """DESIGN.md: client addresses are seen while connected, not kept. The review found
-    them in memory after people had left, as rate-limit keys and in freed memory. The
-    copy shows the address while the visitor is there (so the search works), and no
-    trace of it once the server's sweep has run after they left."""
+    """docs/design.md, 'What the server sees': client addresses are seen while
+    connected, not kept. The review found them in memory after people had left, as
+    rate-limit keys and in freed memory. The copy shows the address while the visitor is
+    there (so the search works), and no trace of it once the server's sweep has run
+    after they left."""
     needle = VISITOR_ADDRESS.encode()
     with ThreadPoolExecutor(1) as client:
         while_there = client.submit(asyncio.run, visit(

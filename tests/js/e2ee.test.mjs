@@ -63,7 +63,10 @@ const e2eeError = (message) => (error) => {
   return true;
 };
 
-/** The roster MAC key, derived here as DESIGN.md section 3 says, to forge as a link holder. */
+/**
+ * The roster MAC key, derived here as docs/design.md, 'The key schedule', says, to
+ * forge as a link holder.
+ */
 async function rosterMacKey() {
   const roster = await hkdf(LINK_SECRET, encoder.encode(MEETING_ID), `${LABEL}roster-key`);
   const raw = await hkdf(roster, new Uint8Array(0), `${LABEL}roster-mac`);

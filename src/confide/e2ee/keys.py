@@ -1,5 +1,5 @@
-"""The keys of one meeting (DESIGN.md section 3), byte for byte the same as
-static/e2ee.js: roster key, announcements, pairwise sender-key wrapping, the join
+"""The keys of one meeting (docs/design.md, 'The key schedule'), byte for byte the same
+as static/e2ee.js: roster key, announcements, pairwise sender-key wrapping, the join
 ratchet, chat, security code and fingerprints. No I/O; used by the tests (to read
 captured traffic from the server's side) and by the Python test client.
 

@@ -1,5 +1,5 @@
-"""Keys derived from a meeting link's secret (DESIGN.md section 3), the same bytes
-as `deriveJoinKey` in static/protocol.js."""
+"""Keys derived from a meeting link's secret (docs/design.md, 'The key schedule'), the
+same bytes as `deriveJoinKey` in static/protocol.js."""
 
 from __future__ import annotations
 

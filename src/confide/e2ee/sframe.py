@@ -1,9 +1,9 @@
 """SFrame (RFC 9605) frame encryption, byte for byte the same as static/sframe.js.
 
 Confide's browsers encrypt every media frame with this format before it leaves
-(DESIGN.md section 3); this module is the Python side, used by tests and the test
-client. It does no I/O and keeps no clock: one sender key per `SFrameSender`, and
-an `SFrameReceiver` that holds the keys of everyone it listens to, by KID.
+(docs/design.md, 'The key schedule'); this module is the Python side, used by tests and
+the test client. It does no I/O and keeps no clock: one sender key per `SFrameSender`,
+and an `SFrameReceiver` that holds the keys of everyone it listens to, by KID.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Meetings and who is in them: pure state, no I/O, time passed in as `now`.
 
-The server keeps only what DESIGN.md section 4 allows: the meeting id, the public
-join key (whose private half only holders of the link can derive), and timestamps.
-A participant's profile (keys and encrypted name) is opaque to the server and
-lives only while that participant is connected.
+The server keeps only what docs/design.md, 'What the server stores', allows: the meeting
+id, the public join key (whose private half only holders of the link can derive), and
+timestamps. A participant's profile (keys and encrypted name) is opaque to the server
+and lives only while that participant is connected.
 """
 
 from __future__ import annotations

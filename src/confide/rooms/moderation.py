@@ -3,7 +3,7 @@
 A host action is a JSON text signed with Ed25519 by the host key (registered when
 the meeting was created) or by a co-host the host delegated. The server checks
 the signature before it acts and relays the signed text unchanged, so every
-client checks it again (DESIGN.md section 3, "Host"). The server cannot make one.
+client checks it again (docs/design.md, 'Host authority'). The server cannot make one.
 
     action text: {"v":1,"meeting":ID,"kind":K,"target":T|null,"params":{...},
                   "time":MS,"nonce":N,"signer":B64URL(public key)}

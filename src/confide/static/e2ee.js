@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * The keys of one meeting (DESIGN.md section 3), in the main thread. No DOM.
+ * The keys of one meeting (docs/design.md, 'The key schedule'), in the main thread. No DOM.
  *
  * - From the link secret S: the roster key, which MACs each participant's key
  *   announcement and encrypts display names. The server never learns S.

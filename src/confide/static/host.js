@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * The host's key and its signed actions (DESIGN.md section 3, "Host"). No DOM.
+ * The host's key and its signed actions (docs/design.md, 'Host authority'). No DOM.
  *
  * The creator's browser makes a random 32-byte host seed and keeps it in
  * IndexedDB; the Ed25519 host key comes from it. The meeting link carries a hash

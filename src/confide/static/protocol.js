@@ -44,7 +44,8 @@ const encoder = new TextEncoder();
 export { b64url as base64url, fromB64url as fromBase64url };
 
 /**
- * HKDF-SHA-256 from the link secret with the meeting id as salt (DESIGN.md section 3).
+ * HKDF-SHA-256 from the link secret with the meeting id as salt (docs/design.md,
+ * 'The key schedule').
  * @param {Uint8Array} linkSecret @param {string} meetingId @param {string} label
  */
 async function deriveFromLink(linkSecret, meetingId, label) {
