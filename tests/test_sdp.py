@@ -19,6 +19,8 @@ from confide.sfu.sdp import (
     MAX_SECTION_ATTRIBUTES,
     MAX_SECTION_SSRCS,
     MAX_SECTIONS,
+    MID_EXTENSION,
+    RID_EXTENSION,
     AnswerSection,
     SentStream,
     SessionDescription,
@@ -29,8 +31,9 @@ from confide.sfu.sdp import (
 )
 
 # read_bytes: read_text would turn the CRLF line endings into LF.
-CHROME_OFFER = (Path(__file__).parent / "vectors" / "chrome_offer.sdp").read_bytes().decode()
-FIREFOX_OFFER = (Path(__file__).parent / "vectors" / "firefox_offer.sdp").read_bytes().decode()
+VECTORS = Path(__file__).parent / "vectors"
+CHROME_OFFER = (VECTORS / "chrome_offer.sdp").read_bytes().decode()
+FIREFOX_OFFER = (VECTORS / "firefox_offer.sdp").read_bytes().decode()
 CHROME_FINGERPRINT = (
     "6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CD:87:32:BE:"
     "DD:8C:66:A5:8E:50:55:EA:20:C8:0E:93:C3:1A:8E:5A"
@@ -511,3 +514,81 @@ def test_opus_senders_are_asked_for_fec_and_dtx_once() -> None:
     assert with_opus_resilience("minptime=10;useinbandfec=1") == (
         "minptime=10;useinbandfec=1;usedtx=1")
     assert with_opus_resilience("usedtx=0; stereo=1") == "usedtx=0;stereo=1;useinbandfec=1"
+
+
+# --- Simulcast (RFC 8853) --------------------------------------------------------------------
+
+# What Chromium and Firefox ESR offer for a camera sent as three VP8 encodings (rids
+# q, h, f): Chromium names no SSRC; Firefox names six (three with RTX) and no SIM group.
+CHROME_SIMULCAST = (VECTORS / "chrome_simulcast_offer.sdp").read_bytes().decode()
+FIREFOX_SIMULCAST = (VECTORS / "firefox_simulcast_offer.sdp").read_bytes().decode()
+
+
+@pytest.mark.parametrize(("text", "mid_id", "rid_id"), [
+    (CHROME_SIMULCAST, 4, 10), (FIREFOX_SIMULCAST, 3, 9)])
+def test_simulcast_offers_of_both_browsers_give_their_layers(
+    text: str, mid_id: int, rid_id: int,
+) -> None:
+    camera = parse_offer(text).sections[1]
+    assert camera.simulcast_rids == ["q", "h", "f"]
+    assert camera.extensions == {MID_EXTENSION: mid_id, RID_EXTENSION: rid_id}
+
+
+def test_a_camera_without_simulcast_has_no_layers(offer: SessionDescription) -> None:
+    assert [s.simulcast_rids for s in offer.sections] == [[], [], [], []]
+
+
+def test_simulcast_needs_the_rid_extension_to_tell_layers_apart() -> None:
+    text = replace_line(CHROME_SIMULCAST,
+                        "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n", "")
+    assert parse_offer(text).sections[1].simulcast_rids == []
+
+
+def test_simulcast_takes_the_first_alternative_paused_or_not_and_at_most_three_layers() -> None:
+    text = CHROME_SIMULCAST.replace("a=rid:f send\r\n", "a=rid:f send\r\na=rid:x send\r\n")
+    text = text.replace("a=simulcast:send q;h;f", "a=simulcast:send ~q,h;h;f;x")
+    camera = parse_offer(text).sections[1]
+    assert camera.simulcast == ["q", "h", "f", "x"]
+    assert camera.simulcast_rids == ["q", "h", "f"]
+
+
+def test_a_simulcast_rid_not_declared_is_left_out() -> None:
+    text = CHROME_SIMULCAST.replace("a=rid:h send\r\n", "")
+    assert parse_offer(text).sections[1].simulcast_rids == ["q", "f"]
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("a=rid:q send", "a=rid:q;q send"),
+    ("a=rid:q send", "a=rid:" + "q" * 17 + " send"),
+    ("a=simulcast:send q;h;f", "a=simulcast:send q;h!;f"),
+    ("a=simulcast:send q;h;f", "a=simulcast:send q;;f"),
+    ("a=extmap:10 urn", "a=extmap:0 urn"),
+    ("a=extmap:10 urn", "a=extmap:x urn"),
+])
+def test_malformed_simulcast_lines_are_refused(old: str, new: str) -> None:
+    with pytest.raises(ValueError):
+        parse_offer(CHROME_SIMULCAST.replace(old, new, 1))
+
+
+def test_answer_takes_the_layers_and_the_two_extensions() -> None:
+    offer = parse_offer(CHROME_SIMULCAST)
+    audio, camera, receiver = offer.sections
+    answer = build_answer(
+        offer,
+        [AnswerSection("0", "recvonly", tuple(supported_codecs(audio)[:1])),
+         AnswerSection("1", "recvonly", tuple(supported_codecs(camera)[:1]),
+                       simulcast=("q", "h", "f"),
+                       extensions=((4, MID_EXTENSION), (10, RID_EXTENSION))),
+         AnswerSection("2", "inactive", tuple(supported_codecs(receiver)))],
+        ice_ufrag=SERVER_UFRAG, ice_pwd=SERVER_PWD, fingerprint=SERVER_FINGERPRINT,
+        address=SERVER_ADDRESS, port=SERVER_PORT, session_id=1,
+    )
+    sections = answer_sections(answer)
+    for line in ("a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+                 "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+                 "a=rid:q recv", "a=rid:h recv", "a=rid:f recv", "a=simulcast:recv q;h;f"):
+        assert line in sections[2]
+    # Every other section negotiates no header extension, so nothing the SFU forwards
+    # carries one a receiver could misread.
+    assert not any(line.startswith(("a=extmap", "a=rid", "a=simulcast"))
+                   for section in (sections[1], sections[3]) for line in section)

@@ -48,6 +48,9 @@ class Forwarded:
     """The publisher's payload, with PictureID and TL0PICIDX renumbered when they moved."""
     key_frame: bool
     """The packet begins a key frame."""
+    picture_id: int | None = None
+    tl0picidx: int | None = None
+    """The descriptor's fields as sent (None where the packet has none)."""
 
 
 class _Renumbering:
@@ -216,6 +219,13 @@ class SimulcastForwarder:
         self._target_spatial = spatial
         self._target_temporal = temporal
 
+    def timestamp_out(self, layer: int, timestamp: int) -> int | None:
+        """The receiver's RTP timestamp for a timestamp of `layer` (a sender report's),
+        while that layer is the one forwarded; else None."""
+        if layer != self._spatial:
+            return None
+        return (timestamp - self._timestamp_offset) & _TIMESTAMP_MASK
+
     def wants_key_frame(self, now: float) -> int | None:
         """The layer to send a key frame request (PLI) for now, or None.
 
@@ -319,6 +329,8 @@ class SimulcastForwarder:
             marker=marker,
             payload=out_payload,
             key_frame=descriptor.key_frame,
+            picture_id=picture_id,
+            tl0picidx=tl0picidx,
         )
 
     def _start(self, layer: int, sequence: int, timestamp: int, now: float) -> None:

@@ -3,6 +3,12 @@
 A published stream is one participant's audio, camera or screen, known by the
 SSRC from its offer. A subscription is one receiver's m-section carrying it,
 with the payload-type mapping that receiver negotiated. Pure state.
+
+A simulcast source (a camera sent as several encodings, RFC 8853) is a published
+stream too, under an SSRC the SFU chose, which is what its receivers see. Each of
+its layers is a published stream of its own, for the publisher's side (reports,
+losses, key frames), known once the first packet names its rid. Each receiver's
+subscription forwards one layer at a time through a SimulcastForwarder.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..limits import TokenBucket
 from .bwe import LossBasedEstimate
+from .forwarder import Forwarded, SimulcastForwarder
 from .packetcache import PacketCache
 from .sdp import Codec
 from .stats import ReceptionStats
@@ -22,6 +29,11 @@ if TYPE_CHECKING:
 
 KEYFRAME_REQUEST_INTERVAL = 0.3
 """Seconds between keyframe requests sent to one publisher for one stream."""
+LAYER_IDLE = 1.0
+"""Seconds without a packet after which a simulcast layer counts as stopped."""
+SENT_LOG_SIZE = 128
+"""What a simulcast receiver was sent, remembered to answer its NACKs: as far back as
+SRTP can still protect (sfu.py's SRTP_REPLAY_WINDOW)."""
 
 
 @dataclass(eq=False)
@@ -50,11 +62,42 @@ class PublishedStream:
     route: Route | None = None
     """Who gets the next packet; None when that may have changed (a subscription,
     a receiver's address or key), and it is built again on the next packet."""
+    rids: tuple[str, ...] = ()
+    """A simulcast source's layers, by rid, from the smallest (layer 0) up."""
+    rid_extension: int = 0
+    """The id of the rid header extension in the publisher's packets."""
+    layers: list[PublishedStream | None] = field(default_factory=list)
+    """A simulcast source's layer streams, by layer; None until one is seen."""
+    source: PublishedStream | None = None
+    """For a simulcast layer: the source it is a layer of."""
+    layer: int = 0
+    """For a simulcast layer: which one."""
+    last_packet_at: float = -1e9
 
     def __post_init__(self) -> None:
         self.stats = ReceptionStats(self.ssrc, self.clock_rate)
-        self.cache = PacketCache() if self.kind != "audio" else None
-        self.losses = UpstreamLoss() if self.kind != "audio" else None
+        carries_video = self.kind != "audio" and not self.rids
+        self.cache = PacketCache() if carries_video else None
+        self.losses = UpstreamLoss() if carries_video else None
+        self.layers = [None] * len(self.rids)
+
+    def layer_streams(self) -> list[PublishedStream]:
+        """The layers seen so far (a simulcast source), or the stream itself."""
+        if not self.rids:
+            return [self]
+        return [layer for layer in self.layers if layer is not None]
+
+    def available_layer(self, wanted: int, now: float) -> int:
+        """The layer to forward to someone who wants `wanted`: the largest at most that
+        which is flowing, else the smallest flowing; `wanted` when none is. A publisher
+        whose uplink is short stops its largest layers, and a receiver waiting for a
+        key frame of one would see nothing."""
+        flowing = [layer.layer for layer in self.layer_streams()
+                   if now - layer.last_packet_at < LAYER_IDLE]
+        if not flowing:
+            return wanted
+        below = [layer for layer in flowing if layer <= wanted]
+        return max(below) if below else min(flowing)
 
     @property
     def media_kind(self) -> str:
@@ -91,6 +134,32 @@ class Subscription:
     receiver's NACKs cost the server a bounded share whatever it asks for."""
     resent_at: dict[int, float] = field(default_factory=dict)
     """Sequence number to when it was last sent again, to answer each once a round trip."""
+    forwarder: SimulcastForwarder | None = None
+    """For a simulcast source: picks and renumbers the layer this receiver gets."""
+    wanted_layer: int = 2
+    """The layer this receiver's view asks for (the forwarder gets what is flowing)."""
+    sent_log: list[SentPacket | None] = field(default_factory=list)
+    """For a simulcast source, by output sequence number modulo SENT_LOG_SIZE."""
+
+    def __post_init__(self) -> None:
+        if self.stream.rids:
+            self.forwarder = SimulcastForwarder(
+                self.stream.ssrc, clock_rate=self.stream.clock_rate,
+                spatial=min(self.wanted_layer, len(self.stream.rids) - 1))
+            self.sent_log = [None] * SENT_LOG_SIZE
+
+    def log_sent(self, layer: int, sequence_number: int, sent: Forwarded) -> None:
+        self.sent_log[sent.sequence_number % SENT_LOG_SIZE] = SentPacket(
+            sent.sequence_number, layer, sequence_number, sent.timestamp, sent.marker,
+            sent.picture_id, sent.tl0picidx)
+
+    def logged(self, sequence_number: int) -> SentPacket | None:
+        """What was sent under an output sequence number, if it is still remembered."""
+        entry = self.sent_log[sequence_number % SENT_LOG_SIZE] if self.sent_log else None
+        if entry is None or entry.sequence_number != sequence_number:
+            return None
+        return entry
+
 
     @property
     def packets_sent(self) -> int:
@@ -116,6 +185,19 @@ class Subscription:
     def join_route(self) -> None:
         self.since = (self.stream.forwarded_packets, self.stream.forwarded_octets)
 
+
+@dataclass(frozen=True, slots=True)
+class SentPacket:
+    """One packet a simulcast receiver was sent: its numbers, and where its payload is
+    (the layer's packet cache), to send it again as it was without keeping a copy."""
+
+    sequence_number: int
+    layer: int
+    layer_sequence_number: int
+    timestamp: int
+    marker: bool
+    picture_id: int | None
+    tl0picidx: int | None
 
 @dataclass(frozen=True)
 class Route:

@@ -154,6 +154,57 @@ def strip_header_extension(data: bytes | bytearray) -> bytes:
     return b"".join((bytes((first & ~0x10,)), view[1:csrc_end], view[extension_end:]))
 
 
+def header_extension(data: bytes | bytearray, extension_id: int) -> bytes | None:
+    """The value of one header extension element (RFC 8285: one-byte or two-byte form),
+    or None if the packet has none with that id. Raises ValueError if malformed."""
+    length = len(data)
+    if length < RTP_FIXED_HEADER_LENGTH:
+        raise ValueError("RTP packet too short")
+    first = data[0]
+    if not first & 0x10:
+        return None
+    start = RTP_FIXED_HEADER_LENGTH + 4 * (first & 0x0F)
+    if start + 4 > length:
+        raise ValueError("RTP header extension exceeds packet")
+    profile, words = _U16.unpack_from(data, start)[0], _U16.unpack_from(data, start + 2)[0]
+    position, end = start + 4, start + 4 + 4 * words
+    if end > length:
+        raise ValueError("RTP header extension exceeds packet")
+    one_byte = profile == 0xBEDE
+    if not one_byte and profile & 0xFFF0 != 0x1000:
+        return None  # a profile of some other kind: no elements to read
+    while position < end:
+        if data[position] == 0:  # padding between elements
+            position += 1
+            continue
+        if one_byte:
+            element_id, size = data[position] >> 4, (data[position] & 0x0F) + 1
+            if element_id == 15:
+                return None  # reserved: stop reading (RFC 8285 section 4.2)
+            position += 1
+        else:
+            if position + 2 > end:
+                raise ValueError("RTP header extension element exceeds the extension")
+            element_id, size = data[position], data[position + 1]
+            position += 2
+        if position + size > end:
+            raise ValueError("RTP header extension element exceeds the extension")
+        if element_id == extension_id:
+            return bytes(data[position:position + size])
+        position += size
+    return None
+
+
+def rtp_packet(
+    *, payload_type: int, sequence_number: int, timestamp: int, ssrc: int, marker: bool,
+    payload: bytes | bytearray,
+) -> bytes:
+    """An RTP packet with the fixed header only: no CSRC, no extension, no padding."""
+    return _RTP_FIXED_HEADER.pack(
+        RTP_VERSION << 6, (0x80 if marker else 0) | payload_type, sequence_number,
+        timestamp, ssrc) + bytes(payload)
+
+
 # --- RTCP common parts -------------------------------------------------------------------------
 
 

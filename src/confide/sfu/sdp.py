@@ -16,8 +16,17 @@ MAX_LINES = 65536
 MAX_SECTION_ATTRIBUTES = 1024
 """Attribute lines one m-section may carry; Chrome's busiest video section has ~90."""
 MAX_SECTION_SSRCS = 64
+MAX_SIMULCAST_LAYERS = 3
+"""Simulcast encodings the SFU takes from one source; an answer names only these."""
+
+MID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:mid"
+RID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+SIMULCAST_EXTENSIONS = (MID_EXTENSION, RID_EXTENSION)
+"""What a simulcast publisher's packets carry until the SFU has learned which SSRC is
+which layer (RFC 8852, RFC 8853): the only header extensions the SFU negotiates."""
 
 _TOKEN = re.compile(r"^[A-Za-z0-9+/=_.:\-]{1,256}$")
+_RID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,21 @@ class MediaSection:
     bundle_only: bool = False
     """Port 0 with `a=bundle-only` (RFC 8843 section 6): offered, not rejected.
     Firefox marks every section after the first this way in its first offer."""
+    extensions: dict[str, int] = field(default_factory=dict)
+    """Header extension URI to the id the browser gave it (`a=extmap`, RFC 8285)."""
+    send_rids: list[str] = field(default_factory=list)
+    """`a=rid:X send` lines, in order."""
+    simulcast: list[str] = field(default_factory=list)
+    """The rids of `a=simulcast:send` (RFC 8853), in the browser's order: each the
+    first of its alternatives, a paused one (`~`) included."""
+
+    @property
+    def simulcast_rids(self) -> list[str]:
+        """The simulcast layers the SFU takes: declared rids, at most
+        MAX_SIMULCAST_LAYERS, and only with both extensions that name them offered."""
+        if not all(uri in self.extensions for uri in SIMULCAST_EXTENSIONS):
+            return []
+        return [rid for rid in self.simulcast if rid in self.send_rids][:MAX_SIMULCAST_LAYERS]
 
 
 @dataclass
@@ -215,6 +239,29 @@ def parse_offer(text: str) -> SessionDescription:
                 if len(current.ssrcs) >= MAX_SECTION_SSRCS:
                     raise ValueError(f"SDP section names more than {MAX_SECTION_SSRCS} SSRCs")
                 current.ssrcs.append(int(ssrc_text))
+        elif name == "extmap":
+            id_text, _, rest = arg.partition(" ")
+            ext_id, uri = id_text.split("/", 1)[0], rest.split(" ", 1)[0]
+            if not ext_id.isdigit() or not 1 <= int(ext_id) <= 255 or not uri:
+                raise ValueError("SDP extmap is malformed")
+            if uri in SIMULCAST_EXTENSIONS:  # the others are never answered: not kept
+                current.extensions.setdefault(uri, int(ext_id))
+        elif name == "rid":
+            rid, _, rest = arg.partition(" ")
+            if not _RID.match(rid):
+                raise ValueError("SDP rid is malformed")
+            if rest.split(" ", 1)[0] == "send" and rid not in current.send_rids:
+                if len(current.send_rids) >= MAX_SECTION_SSRCS:
+                    raise ValueError("SDP section has too many rids")
+                current.send_rids.append(rid)
+        elif name == "simulcast":
+            direction, _, streams = arg.partition(" ")
+            if direction == "send" and not current.simulcast:
+                for alternatives in streams.split(" ", 1)[0].split(";")[:MAX_SECTION_SSRCS]:
+                    rid = alternatives.split(",", 1)[0].lstrip("~")
+                    if not _RID.match(rid):
+                        raise ValueError("SDP simulcast is malformed")
+                    current.simulcast.append(rid)
         elif name == "ssrc-group":
             parts = arg.split()
             if parts and parts[0] == "FID" and len(parts) >= 3 and parts[2].isdigit():
@@ -266,6 +313,10 @@ class AnswerSection:
     """'sendonly', 'recvonly', 'inactive', or 'rejected' (port 0)."""
     codecs: tuple[Codec, ...] = ()
     sent: SentStream | None = None
+    simulcast: tuple[str, ...] = ()
+    """The rids taken from a simulcast publisher (`a=simulcast:recv`)."""
+    extensions: tuple[tuple[int, str], ...] = ()
+    """Header extensions accepted, as (id, URI)."""
 
 
 OPUS_RESILIENCE = {"useinbandfec": "1", "usedtx": "1"}
@@ -327,6 +378,7 @@ def build_answer(
         ]
         if offered.rtcp_rsize:
             lines.append("a=rtcp-rsize")
+        lines += [f"a=extmap:{ext_id} {uri}" for ext_id, uri in answer.extensions]
         for codec in answer.codecs:
             channels = f"/{codec.channels}" if codec.channels > 1 else ""
             encoding = "opus" if codec.name == "opus" else codec.name.upper()
@@ -337,6 +389,9 @@ def build_answer(
             for fb in codec.feedback:
                 if fb in SUPPORTED_FEEDBACK.get(offered.kind, ()) and fb != "transport-cc":
                     lines.append(f"a=rtcp-fb:{codec.payload_type} {fb}")
+        if answer.simulcast:
+            lines += [f"a=rid:{rid} recv" for rid in answer.simulcast]
+            lines.append(f"a=simulcast:recv {';'.join(answer.simulcast)}")
         if answer.sent is not None:
             sent = answer.sent
             lines += [

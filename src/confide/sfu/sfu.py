@@ -26,6 +26,7 @@ import pylibsrtp
 from .bwe import IDLE_BITRATE
 from .dtls import DtlsCertificate, DtlsRecordRejected, DtlsServerSession
 from .endpoint import PACKET_COST, SEND_BURST, Endpoint
+from .forwarder import Forwarded
 from .ice import is_unicast_source, parse_stun, stun_username
 from .router import PublishedStream, Route, Subscription, payload_type_map
 from .rtp import (
@@ -34,13 +35,26 @@ from .rtp import (
     Pli,
     ReceiverReport,
     Remb,
+    RtpHeader,
     SenderReport,
+    header_extension,
     is_rtcp,
     parse_compound,
     rewrite_payload_type,
+    rtp_packet,
     serialize_compound,
 )
-from .sdp import AnswerSection, Codec, SentStream, build_answer, parse_offer, supported_codecs
+from .sdp import (
+    MID_EXTENSION,
+    RID_EXTENSION,
+    AnswerSection,
+    Codec,
+    SentStream,
+    build_answer,
+    parse_offer,
+    supported_codecs,
+)
+from .vp8 import parse_descriptor, write_descriptor
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +74,9 @@ RESEND_INTERVAL = 0.1
 Address = tuple[str, int]
 Target = tuple[pylibsrtp.Session, Address]
 """One receiver of a forwarded packet: its outbound SRTP session and address."""
-Publication = tuple[int, dict[int, Codec], int]
-"""SSRC, payload types and clock rate of one stream a participant sends."""
+Publication = tuple[int, dict[int, Codec], int, tuple[str, ...], int]
+"""SSRC, payload types and clock rate of one stream a participant sends; for a
+simulcast source, SSRC 0 and its rids and rid extension id."""
 
 
 class Sfu:
@@ -170,19 +185,28 @@ class Sfu:
             if action == "send":
                 chosen = tuple(codecs[:1])
                 wanted = "audio" if target == "audio" else "video"
-                sending = section.direction in ("sendonly", "sendrecv") and section.ssrcs
+                # Simulcast of VP8 only: the forwarder reads VP8's payload descriptor.
+                rids = tuple(section.simulcast_rids) if chosen[0].name == "vp8" else ()
+                sending = section.direction in ("sendonly", "sendrecv") and (
+                    section.ssrcs or rids)
                 if section.kind != wanted or target is None:
                     answers.append(AnswerSection(section.mid, "rejected"))
                 elif sending and not may_publish(target):
                     endpoint.refused.add(target)
                     answers.append(AnswerSection(section.mid, "inactive", chosen))
                 elif sending and target not in publications:
+                    rid_extension = section.extensions.get(RID_EXTENSION, 0)
                     publications[target] = (
-                        section.ssrcs[0],
+                        0 if rids else section.ssrcs[0],
                         {c.payload_type: c for c in chosen},
                         chosen[0].clock_rate,
+                        rids,
+                        rid_extension,
                     )
-                    answers.append(AnswerSection(section.mid, "recvonly", chosen))
+                    extensions = ((section.extensions[MID_EXTENSION], MID_EXTENSION),
+                                  (rid_extension, RID_EXTENSION)) if rids else ()
+                    answers.append(AnswerSection(section.mid, "recvonly", chosen,
+                                                 simulcast=rids, extensions=extensions))
                 else:
                     answers.append(AnswerSection(section.mid, "inactive", chosen))
                 continue
@@ -223,30 +247,38 @@ class Sfu:
         changed = False
         meeting_streams = self.streams.setdefault(endpoint.meeting_id, {})
         for kind, stream in list(endpoint.published.items()):
-            if kind in wanted and wanted[kind][0] == stream.ssrc:
+            if kind in wanted and (
+                (wanted[kind][3], wanted[kind][4]) == (stream.rids, stream.rid_extension)
+                if stream.rids else wanted[kind][0] == stream.ssrc
+            ):
                 continue
             changed = True
             self.forget_routes()
             del endpoint.published[kind]
-            endpoint.published_by_ssrc.pop(stream.ssrc, None)
+            for layer in stream.layer_streams():
+                endpoint.published_by_ssrc.pop(layer.ssrc, None)
             meeting_streams.pop(stream.id, None)
             for subscription in stream.subscriptions:
                 subscription.subscriber.subscriptions.pop(stream.ssrc, None)
             stream.subscriptions.clear()
-        for kind, (ssrc, codecs, clock_rate) in wanted.items():
+        for kind, (ssrc, codecs, clock_rate, rids, rid_extension) in wanted.items():
             if kind in endpoint.published:
                 continue
             changed = True
             stream = PublishedStream(
                 id=f"{endpoint.participant_id}:{kind}",
                 kind=kind,
-                ssrc=ssrc,
+                # A simulcast source's receivers see one SSRC of the SFU's choosing.
+                ssrc=secrets.randbits(32) if rids else ssrc,
                 publisher=endpoint,
                 codecs=codecs,
                 clock_rate=clock_rate,
+                rids=rids,
+                rid_extension=rid_extension,
             )
             endpoint.published[kind] = stream
-            endpoint.published_by_ssrc[ssrc] = stream
+            if not rids:  # a source's layers are added as their packets name them
+                endpoint.published_by_ssrc[ssrc] = stream
             meeting_streams[stream.id] = stream
         if not meeting_streams:
             self.streams.pop(endpoint.meeting_id, None)
@@ -391,6 +423,8 @@ class Sfu:
         ssrc = int.from_bytes(packet[8:12], "big")
         stream = endpoint.published_by_ssrc.get(ssrc)
         if stream is None:
+            stream = self._learn_layer(endpoint, ssrc, packet)
+        if stream is None:
             self.counters["dropped_unknown_ssrc"] += 1
             return
         if stream.kind in endpoint.blocked:
@@ -408,6 +442,10 @@ class Sfu:
         if stream.cache is not None:
             stream.cache.put(sequence_number, packet)
         self.counters["rtp_received"] += 1
+        stream.last_packet_at = now
+        if stream.source is not None:
+            self._forward_layer(stream, packet, now)
+            return
         route = self._route(stream)
         if route.size:
             stream.forwarded_packets += 1
@@ -420,6 +458,73 @@ class Sfu:
                                  stream.cache is not None or bool(route.rewritten))
         for subscription in route.rewritten:
             self._forward(subscription, packet)
+
+    def _learn_layer(self, endpoint: Endpoint, ssrc: int, packet: bytes) -> PublishedStream | None:
+        """A packet on an SSRC not seen before: a simulcast layer, if its rid extension
+        names one of a source's layers (RFC 8852). Then the SSRC is that layer's."""
+        for source in endpoint.published.values():
+            if not source.rids:
+                continue
+            rid = header_extension(packet, source.rid_extension)
+            if rid is None:
+                continue
+            try:
+                index = source.rids.index(rid.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                return None
+            old = source.layers[index]
+            if old is not None:
+                # The publisher numbers that layer afresh (a new encoder): follow it.
+                endpoint.published_by_ssrc.pop(old.ssrc, None)
+            layer = PublishedStream(
+                id=f"{source.id}/{source.rids[index]}", kind=source.kind, ssrc=ssrc,
+                publisher=endpoint, codecs=source.codecs, clock_rate=source.clock_rate,
+                source=source, layer=index,
+            )
+            source.layers[index] = layer
+            endpoint.published_by_ssrc[ssrc] = layer
+            return layer
+        return None
+
+    def _forward_layer(self, layer: PublishedStream, packet: bytes, now: float) -> None:
+        """One packet of a simulcast layer, to each receiver whose forwarder takes it,
+        renumbered as that receiver's one continuous stream."""
+        source = layer.source
+        assert source is not None
+        header = RtpHeader.parse(packet)
+        payload = packet[header.header_length:len(packet) - header.padding_length]
+        for subscription in source.subscriptions:
+            forwarder = subscription.forwarder
+            assert forwarder is not None
+            target = source.available_layer(subscription.wanted_layer, now)
+            if target != forwarder.target_spatial:
+                forwarder.set_target(target, forwarder.target_temporal)
+            sent = forwarder.forward(layer.layer, header.sequence_number, header.timestamp,
+                                     header.marker, payload, now)
+            asked = forwarder.wants_key_frame(now)
+            if asked is not None and (wanted := source.layers[asked]) is not None:
+                self._request_keyframe(wanted, now)
+            if sent is None:
+                continue
+            subscription.log_sent(layer.layer, header.sequence_number, sent)
+            self._send_forwarded(subscription, header.payload_type, sent)
+
+    def _send_forwarded(self, subscription: Subscription, payload_type: int,
+                        sent: Forwarded) -> None:
+        subscriber = subscription.subscriber
+        if subscriber.srtp_out is None or subscriber.address is None:
+            return
+        if subscription.payload_type_map:
+            mapped = subscription.payload_type_map.get(payload_type)
+            if mapped is None:
+                return
+            payload_type = mapped
+        packet = rtp_packet(payload_type=payload_type, sequence_number=sent.sequence_number,
+                            timestamp=sent.timestamp, ssrc=sent.ssrc, marker=sent.marker,
+                            payload=sent.payload)
+        subscription.add_sent(len(sent.payload))
+        self.counters["rtp_forwarded"] += 1
+        self.transmit(subscriber.srtp_out.protect(packet), subscriber.address)
 
     def forwarded_by_transport(
         self,
@@ -554,7 +659,7 @@ class Sfu:
                 for ssrc in media_ssrcs:
                     subscription = endpoint.subscriptions.get(ssrc)
                     if subscription is not None:
-                        self._request_keyframe(subscription.stream, now)
+                        self._request_keyframe(self._layer_sent(subscription), now)
             elif isinstance(packet, Nack):
                 subscription = endpoint.subscriptions.get(packet.media_ssrc)
                 lost = packet.lost[:min(MAX_NACKED_PER_PACKET, nack_room)]
@@ -562,7 +667,10 @@ class Sfu:
                     self.counters["nack_ignored"] += len(packet.lost) - len(lost)
                 nack_room -= len(lost)
                 if subscription is not None and lost:
-                    self._answer_nack(subscription, lost, now)
+                    if subscription.forwarder is not None:
+                        self._answer_layer_nack(subscription, lost, now)
+                    else:
+                        self._answer_nack(subscription, lost, now)
 
     def _take_reports(self, endpoint: Endpoint, reports: list) -> None:  # type: ignore[type-arg]
         for block in reports:
@@ -615,6 +723,57 @@ class Sfu:
             # Not in the cache: the publisher may still have it.
             self._send_rtcp(stream.publisher, [Nack(self.rtcp_ssrc, stream.ssrc, missing)])
 
+    def _answer_layer_nack(self, subscription: Subscription, lost: list[int],
+                           now: float) -> None:
+        """As _answer_nack, for a simulcast receiver: each packet rebuilt as it was sent,
+        from the layer's cache and what the sent log kept of its numbers."""
+        source = subscription.stream
+        resent_at = subscription.resent_at
+        for sequence_number in lost:
+            sent = subscription.logged(sequence_number)
+            if sent is None:
+                self.counters["nack_too_old"] += 1
+                continue
+            if now - resent_at.get(sequence_number, -1.0) < RESEND_INTERVAL:
+                self.counters["nack_repeated"] += 1
+                continue
+            layer = source.layers[sent.layer]
+            packet = None
+            if layer is not None and layer.cache is not None:
+                packet = layer.cache.get(sent.layer_sequence_number)
+            if packet is None:
+                if layer is not None:  # the publisher may still have it
+                    self._send_rtcp(layer.publisher, [
+                        Nack(self.rtcp_ssrc, layer.ssrc, [sent.layer_sequence_number])])
+                continue
+            if not subscription.retransmit_bytes.take(now, len(packet)):
+                self.counters["nack_over_budget"] += 1
+                continue
+            resent_at[sequence_number] = now
+            header = RtpHeader.parse(packet)
+            payload = bytearray(packet[header.header_length:len(packet) - header.padding_length])
+            descriptor = parse_descriptor(payload)
+            if (sent.picture_id, sent.tl0picidx) != (descriptor.picture_id, descriptor.tl0picidx):
+                write_descriptor(payload, descriptor, sent.picture_id, sent.tl0picidx)
+            self.counters["nack_answered"] += 1
+            self._send_forwarded(subscription, header.payload_type, Forwarded(
+                ssrc=source.ssrc, sequence_number=sequence_number, timestamp=sent.timestamp,
+                marker=sent.marker, payload=bytes(payload), key_frame=descriptor.key_frame))
+        if len(resent_at) > 2 * SRTP_REPLAY_WINDOW:
+            for old in [s for s, t in resent_at.items() if now - t >= RESEND_INTERVAL]:
+                del resent_at[old]
+
+    def _layer_sent(self, subscription: Subscription) -> PublishedStream:
+        """Where a receiver's key frame request goes: the layer it is being sent (the
+        one it waits for, before any), or the stream itself."""
+        forwarder, source = subscription.forwarder, subscription.stream
+        if forwarder is None:
+            return source
+        index = forwarder.current_spatial
+        if index is None:
+            index = forwarder.target_spatial
+        return source.layers[index] or source
+
     def _ask_publisher(self, stream: PublishedStream, lost: list[int]) -> None:
         """Ask the publisher to send again what never reached us (upstream_loss.py)."""
         if not lost:
@@ -635,6 +794,20 @@ class Sfu:
                 octet_count=octets & 0xFFFFFFFF, reports=[],
             )
 
+        source = stream.source
+        if source is not None:
+            # Each receiver of the layer it is being sent, in that receiver's numbers.
+            for subscription in source.subscriptions:
+                assert subscription.forwarder is not None
+                timestamp = subscription.forwarder.timestamp_out(stream.layer,
+                                                                 report.rtp_timestamp)
+                if timestamp is not None:
+                    self._send_rtcp(subscription.subscriber, [SenderReport(
+                        ssrc=source.ssrc, ntp_timestamp=report.ntp_timestamp,
+                        rtp_timestamp=timestamp,
+                        packet_count=subscription.packets_sent & 0xFFFFFFFF,
+                        octet_count=subscription.octets_sent & 0xFFFFFFFF, reports=[])])
+            return
         route = self._route(stream)
         if route.size:
             shared = ours(stream.forwarded_packets, stream.forwarded_octets)
@@ -644,6 +817,8 @@ class Sfu:
             self._send_rtcp(subscription.subscriber, [own])
 
     def _request_keyframe(self, stream: PublishedStream, now: float) -> None:
+        if stream.rids:
+            return  # a simulcast source: each receiver's forwarder asks for its layer
         if stream.should_request_keyframe(now):
             self.counters["keyframe_requests"] += 1
             self._send_rtcp(stream.publisher, [Pli(self.rtcp_ssrc, stream.ssrc)])
@@ -677,9 +852,10 @@ class Sfu:
                 self.counters["media_interrupted" if endpoint.interrupted else "media_back"] += 1
                 self.on_endpoint_interrupted(endpoint, endpoint.interrupted)
         for streams in self.streams.values():
-            for stream in streams.values():
-                if stream.losses is not None and stream.losses.missing:
-                    self._ask_publisher(stream, stream.losses.due(now))
+            for published in streams.values():
+                for stream in published.layer_streams():
+                    if stream.losses is not None and stream.losses.missing:
+                        self._ask_publisher(stream, stream.losses.due(now))
         for endpoint in list(self.endpoints_by_ufrag.values()):
             # Each on its own second, counted from when it first could: people join
             # at different times, so the reports spread over the timer's ticks
@@ -693,7 +869,7 @@ class Sfu:
             return
         blocks = [
             block
-            for stream in endpoint.published.values()
+            for stream in endpoint.published_by_ssrc.values()
             if (block := stream.stats.report_block(now)) is not None
         ][:MAX_REPORT_BLOCKS]
         packets: list = [ReceiverReport(ssrc=self.rtcp_ssrc, reports=blocks)]  # type: ignore[type-arg]
@@ -703,6 +879,7 @@ class Sfu:
             for stream in video:
                 estimates = [sub.estimate.bitrate for sub in stream.subscriptions]
                 bitrate += min(estimates) if estimates else IDLE_BITRATE
-            packets.append(Remb(self.rtcp_ssrc, bitrate, [s.ssrc for s in video]))
+            ssrcs = [layer.ssrc for stream in video for layer in stream.layer_streams()]
+            packets.append(Remb(self.rtcp_ssrc, bitrate, ssrcs))
         self._send_rtcp(endpoint, packets)
 
