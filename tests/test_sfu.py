@@ -90,6 +90,12 @@ class OfferedSection:
     direction: str
     ssrc: int | None = None
     vp8_payload_type: int = VP8_PT
+    rids: tuple[str, ...] = ()
+    """Simulcast layers by rid, as Chromium offers them: no SSRC named."""
+
+
+MID_EXTENSION_ID = 4
+RID_EXTENSION_ID = 10
 
 
 def media_lines(section: OfferedSection) -> list[str]:
@@ -177,6 +183,13 @@ class Browser:
                 "a=rtcp-rsize",
                 *media[1:],
             ]
+            if section.rids:
+                lines += [
+                    f"a=extmap:{MID_EXTENSION_ID} urn:ietf:params:rtp-hdrext:sdes:mid",
+                    f"a=extmap:{RID_EXTENSION_ID} urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+                    *(f"a=rid:{rid} send" for rid in section.rids),
+                    f"a=simulcast:send {';'.join(section.rids)}",
+                ]
             if section.ssrc is not None:
                 track = f"track{section.mid}"
                 if section.kind == "video":

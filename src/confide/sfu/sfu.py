@@ -134,6 +134,16 @@ class Sfu:
         self.forget_routes()
         return had_streams
 
+    def want_layers(self, endpoint: Endpoint, wanted: dict[str, int]) -> None:
+        """The simulcast layer a receiver's view asks of each source it receives, by
+        stream id (0 is the smallest); sources not named keep what they had. It gets
+        that layer, or the nearest one the publisher is sending, from a key frame."""
+        for subscription in endpoint.subscriptions.values():
+            source = subscription.stream
+            layer = wanted.get(source.id)
+            if subscription.forwarder is not None and layer is not None:
+                subscription.wanted_layer = max(0, min(layer, len(source.rids) - 1))
+
     def meeting_streams(self, meeting_id: str) -> list[PublishedStream]:
         return list(self.streams.get(meeting_id, {}).values())
 
