@@ -681,3 +681,21 @@ def interleave(generator: random.Random, packets: list[Packet]) -> list[Packet]:
         queue = generator.choice([q for q in queues if q])
         mixed.append(queue.pop(0))
     return mixed
+
+
+def test_after_a_pause_nothing_is_forwarded_until_a_key_frame_and_numbers_carry_on() -> None:
+    q, h, f = layers()
+    receiver = Receiver(SimulcastForwarder(OUTPUT_SSRC, spatial=1))
+    receiver.send(h.frame(key=True, packets=2))
+    receiver.send(h.frame())
+    last = receiver.out[-1]
+    receiver.forwarder.pause()
+    assert receiver.forwarder.paused
+    assert receiver.send(h.frame()) == []
+    assert receiver.forwarder.wants_key_frame(receiver.now) == 1
+    (resumed,) = receiver.send(h.frame(key=True))
+    assert not receiver.forwarder.paused
+    assert resumed.key_frame
+    assert resumed.sequence_number == (last.sequence_number + 1) & 0xFFFF
+    assert resumed.picture_id == (last.picture_id or 0) + 1
+    assert resumed.timestamp != last.timestamp

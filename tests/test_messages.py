@@ -24,6 +24,7 @@ from confide.signalling.messages import (
     Offer,
     Ping,
     RemoteProtocolError,
+    View,
     parse_client_message,
 )
 
@@ -433,3 +434,20 @@ def test_fuzzed_input_either_parses_or_raises_remote_protocol_error() -> None:
     # The fuzz exercises both paths, not only the JSON decoder.
     assert parsed > 100
     assert refused_count > 1000
+
+
+def test_view_parses_tile_heights() -> None:
+    message = parse_client_message(json.dumps(
+        {"type": "view", "tiles": {"p1:camera": 180, "p2:screen": 0}}))
+    assert message == View(tiles={"p1:camera": 180, "p2:screen": 0})
+
+
+@pytest.mark.parametrize("tiles", [
+    None, [], "p1:camera", {"p1:camera": -1}, {"p1:camera": 8193}, {"p1:camera": 1.5},
+    {"p1:camera": True}, {"p1:camera": "180"}, {"x" * 65: 180},
+    {f"p{i}:camera": 1 for i in range(513)},
+])
+def test_a_bad_view_is_bad_message(tiles: Any) -> None:
+    with pytest.raises(RemoteProtocolError) as error:
+        parse_client_message(json.dumps({"type": "view", "tiles": tiles}))
+    assert error.value.code == "bad-message"

@@ -278,3 +278,63 @@ def test_a_source_that_goes_away_takes_its_layers_with_it(layers: Layers) -> Non
     assert not set(LAYER_SSRCS) & set(layers.endpoint_a.published_by_ssrc)
     assert layers.endpoint_b.subscriptions == {}
 
+
+
+def test_a_tile_off_screen_gets_no_video_until_it_is_back_and_a_key_frame_comes(
+    layers: Layers,
+) -> None:
+    all_layers_flowing(layers, 1.0)
+    (first,) = layers.received()
+    layers.sfu.set_view(layers.endpoint_b, {"a:camera": 0})
+    layers.send(2, 1.1, frames=3)
+    assert layers.received() == []
+    assert layers.pli_to_a() == []  # nobody needs a key frame for a hidden tile
+    layers.sfu.set_view(layers.endpoint_b, {"a:camera": 1000})
+    layers.send(2, 1.2)
+    assert layers.received() == [] and layers.pli_to_a() == [LAYER_SSRCS[2]]
+    layers.send(2, 1.3, key_frame=True)
+    (back,) = layers.received()
+    # One stream still: the receiver sees no gap to ask for again.
+    assert rtp_sequence(back) == (rtp_sequence(first) + 1) & 0xFFFF
+
+
+def test_a_view_gets_the_smallest_layer_at_least_as_tall_as_each_tile(layers: Layers) -> None:
+    # Before any key frame the layers are taken as 180, 360 and 720 lines tall.
+    assert layers.source.layer_heights() == [180, 360, 720]
+    for height, layer in ((100, 0), (180, 0), (181, 1), (700, 2), (2160, 2)):
+        layers.sfu.set_view(layers.endpoint_b, {"a:camera": height})
+        assert layers.subscription.wanted_layer == layer
+    # Key frames say how tall each layer really is (the test encoder's are 480 lines).
+    all_layers_flowing(layers, 1.0)
+    assert layers.source.layer_heights() == [480, 480, 480]
+    layers.sfu.set_view(layers.endpoint_b, {"a:camera": 400})
+    assert layers.subscription.wanted_layer == 0
+
+
+def test_a_view_naming_other_streams_changes_nothing(layers: Layers) -> None:
+    layers.sfu.set_view(layers.endpoint_b, {"a:audio": 0, "z:camera": 0, "a:screen": 10})
+    assert layers.subscription.wanted_layer == 2
+
+
+def test_the_publisher_is_asked_only_for_the_layers_someone_watches(layers: Layers) -> None:
+    assert layers.source.layer_demand() == (False, False, True)
+    layers.sfu.set_view(layers.endpoint_b, {"a:camera": 150})
+    assert layers.source.layer_demand() == (True, False, False)
+    layers.sfu.set_view(layers.endpoint_b, {"a:camera": 0})
+    assert layers.source.layer_demand() == (False, False, False)
+    layers.sfu.remove_endpoint(layers.endpoint_b)
+    assert layers.source.layer_demand() == (False, False, False)
+
+
+def test_a_view_that_came_before_the_subscription_applies_to_it() -> None:
+    layers = set_up()
+    layers.sfu.set_view(layers.endpoint_b, {"a:camera": 100, "a:screen": 500})
+    # B's page renegotiates: its camera subscription is made afresh, after the view.
+    layers.sfu.remove_endpoint(layers.endpoint_b)
+    endpoint = layers.sfu.add_endpoint("b2", MEETING)
+    layers.sfu.set_view(endpoint, {"a:camera": 100})
+    layers.sfu.negotiate(endpoint, layers.b.offer([
+        OfferedSection("0", "audio", "recvonly"), OfferedSection("1", "video", "recvonly"),
+    ]), {"0": ("recv", "a:audio"), "1": ("recv", "a:camera")}, 2.0)
+    assert endpoint.subscriptions[layers.source.ssrc].wanted_layer == 0
+    assert layers.source.layer_demand() == (True, False, False)

@@ -11,6 +11,7 @@ import pytest
 from confide.sfu.vp8 import (
     MAX_DESCRIPTOR_LENGTH,
     Vp8Descriptor,
+    key_frame_size,
     parse_descriptor,
     rewrite_descriptor,
     write_descriptor,
@@ -291,3 +292,18 @@ def test_write_descriptor_rewrites_in_place() -> None:
     buffer = bytearray(FULL_DELTA)
     write_descriptor(buffer, parse_descriptor(buffer), 0x7FFF, 0)
     assert bytes(buffer) == h("90 f0 ffff 00 ab") + DELTA_HEADER + SEALED
+
+
+def test_a_key_frame_gives_its_size_from_the_clear_octets() -> None:
+    payload = build(picture_id=5, key_frame=True)
+    assert key_frame_size(payload, parse_descriptor(payload)) == (640, 480)
+    # The two top bits of each are the scaling mode, not the size.
+    scaled = payload.replace(bytes.fromhex("8002e001"), bytes.fromhex("80c2e041"))
+    assert key_frame_size(scaled, parse_descriptor(scaled)) == (640, 480)
+
+
+def test_a_delta_frame_or_a_key_frame_without_a_start_code_gives_no_size() -> None:
+    delta = build(picture_id=5)
+    assert key_frame_size(delta, parse_descriptor(delta)) is None
+    broken = build(picture_id=5, key_frame=True).replace(bytes.fromhex("9d012a"), b"\0\0\0")
+    assert key_frame_size(broken, parse_descriptor(broken)) is None

@@ -24,6 +24,8 @@ class Frame:
     time: float
     """When the server received its last packet."""
     data: bytes
+    ssrc: int = 0
+    """The RTP stream it came on: one per simulcast layer."""
 
     @property
     def clear_length(self) -> int:
@@ -79,10 +81,10 @@ def read_frames(
                 header.sequence_number, (record["t"], header, payload)
             )
     frames: list[Frame] = []
-    for (sender, _ssrc), by_sequence in packets.items():
+    for (sender, ssrc), by_sequence in packets.items():
         ordered = [by_sequence[s] for s in sorted(by_sequence)]
         if ordered and ordered[0][1].payload_type in audio_payload_types:
-            frames += [Frame(sender, "audio", t, payload) for t, _, payload in ordered]
+            frames += [Frame(sender, "audio", t, payload, ssrc) for t, _, payload in ordered]
             continue
         parts: list[bytes] = []
         timestamp = None
@@ -95,7 +97,7 @@ def read_frames(
                 continue
             parts.append(payload[vp8_descriptor_length(payload) :])
             if header.marker:
-                frames.append(Frame(sender, "video", arrival, b"".join(parts)))
+                frames.append(Frame(sender, "video", arrival, b"".join(parts), ssrc))
                 parts, timestamp = [], None
     return sorted(frames, key=lambda frame: frame.time)
 

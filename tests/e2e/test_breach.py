@@ -166,6 +166,14 @@ def test_no_name_chat_text_or_key_is_in_any_file_the_server_wrote(breach: Breach
     assert search(breach.files, breach.secrets) == set()
 
 
+async def until_relayed(ws: aiohttp.ClientWebSocketResponse, body: str) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            message = await ws.receive_json()
+            if message.get("type") == "chat" and message.get("body") == body:
+                return
+
+
 async def send_in_the_clear(base_url: str, pid: int, secrets: Secrets) -> bytes:
     """What clients of a server without end-to-end encryption would send it; returns
     the copy of the server's memory taken a second later, while they are still in."""
@@ -190,10 +198,13 @@ async def send_in_the_clear(base_url: str, pid: int, secrets: Secrets) -> bytes:
         for label, key in secrets.keys.items():
             await sockets[0].send_json({"type": "chat", "body": f"{label}: {key.hex()}"})
             await sockets[0].send_json({"type": "chat", "body": base64.b64encode(key).decode()})
-        # The chat goes last, a second before the copy, as in the meeting above.
+        # The chat goes last, just before the copy, as in the meeting above.
         for index, text in enumerate(CHAT):
             await sockets[index].send_json({"type": "chat", "body": text})
-        await asyncio.sleep(1)
+        # Each socket's messages are handled in order: once each chat line has reached
+        # someone, everything sent before it has been handled too.
+        for index, text in enumerate(CHAT):
+            await until_relayed(sockets[(index + 1) % len(sockets)], text)
         memory = read_process_memory(pid)
         for ws in sockets:
             await ws.close()

@@ -138,6 +138,10 @@ def test_every_frame_the_server_saw_opens_only_with_its_senders_key(recorded: Re
               if f.sender in (recorded.ids[NAMES[0]], recorded.ids[NAMES[1]])]
     assert len([f for f in frames if f.kind == "video"]) > 100
     assert len([f for f in frames if f.kind == "audio"]) > 300
+    # Each camera goes out as three simulcast layers, each its own stream: all checked.
+    for name in (NAMES[0], NAMES[1]):
+        video = [f for f in frames if f.sender == recorded.ids[name] and f.kind == "video"]
+        assert len({f.ssrc for f in video}) >= 3, f"{name}'s camera came in fewer than 3 layers"
     by_sender = {recorded.ids[name]: recorded.send_keys[name] for name in recorded.send_keys}
     for frame in frames:
         kid = frame_kid(frame)

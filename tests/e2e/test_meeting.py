@@ -64,6 +64,9 @@ def test_screen_share_reaches_the_others(meeting: dict[str, Participant], artifa
     bob_id = bob.self_id
     for viewer in (meeting["alice"], meeting["carol"]):
         assert bob_id in viewer.wait_for_playing({bob_id}, kind="screen")
+    # Encoded for sharp text, not smooth motion.
+    assert "detail" in bob.page.evaluate(
+        "() => window.confideClient.peerConnection.getSenders().map((s) => s.track?.contentHint)")
     meeting["alice"].page.screenshot(path=str(artifacts / "screen-share.png"))
     bob.page.locator("#toggle-screen").click()
     deadline = time.monotonic() + 10

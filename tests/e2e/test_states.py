@@ -38,10 +38,11 @@ def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Brows
         alice = Participant(browser, server, "Alice")
         link = alice.create_meeting()
         alice.join()
+        alice.evaluate(RECORD_STATUSES)
         process.terminate()
         process.wait(timeout=10)
         alice.wait_for_status("reconnecting")
-        assert "reconnecting" in alice.status_text.lower()
+        wait_for_status_text(alice, "The server is restarting: reconnecting")
 
         # The same address again, but a fresh server: in-memory meetings are gone.
         port = urlparse(server.base_url).port
@@ -59,12 +60,24 @@ def test_server_restart_shows_reconnecting_then_meeting_not_found(browser: Brows
 
 
 # Every status the page shows, in order, from the moment this runs.
+# Every status and status line the page shows from now on: a line can be replaced
+# within a second (say, after the first failed retry), before a test could read it.
 RECORD_STATUSES = """() => {
   window.statusesSeen = [];
+  window.statusTextsSeen = [];
   const status = document.querySelector('#status');
   new MutationObserver(() => window.statusesSeen.push(status.dataset.status))
     .observe(status, { attributes: true, attributeFilter: ['data-status'] });
+  new MutationObserver(() => window.statusTextsSeen.push(status.textContent))
+    .observe(status, { childList: true, characterData: true, subtree: true });
 }"""
+
+
+def wait_for_status_text(person: Participant, text: str, timeout: float = 20) -> None:
+    """Until the page has shown a status line with this text (RECORD_STATUSES)."""
+    person.page.wait_for_function(
+        "(text) => window.statusTextsSeen.some((line) => line.includes(text))",
+        arg=text, timeout=timeout * 1000)
 
 
 def wait_for_code(person: Participant, code: str, timeout: float = 20) -> None:
@@ -95,13 +108,14 @@ def test_a_server_restart_with_its_store_is_ridden_out_without_a_click(
         code = alice.security_code
         wait_for_code(bob, code)
         bob.evaluate(RECORD_STATUSES)
+        alice.evaluate(RECORD_STATUSES)
         if stop == "SIGTERM":
             process.terminate()
         else:
             process.kill()
         process.wait(timeout=10)
         if stop == "SIGTERM":
-            alice.page.get_by_text("The server is restarting").first.wait_for(timeout=10_000)
+            wait_for_status_text(alice, "The server is restarting")
         alice.page.get_by_text("Not connected: nothing is sent or received").wait_for()
         alice.page.screenshot(path=str(artifacts / f"server-restarting-{stop}.png"))
         assert alice.page.locator("#encryption").get_attribute("data-state") != "e2ee"

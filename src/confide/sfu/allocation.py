@@ -62,7 +62,7 @@ def allocate(
     selected = _last_n(view, layers, ranking)
     ideal: dict[str, int] = {}
     for source in selected:
-        layer = _ideal_layer(layers[source], view.tiles.get(source, 0))
+        layer = ideal_layer(layers[source], view.tiles.get(source, 0))
         if layer is not None:
             ideal[source] = layer
     allocated: dict[str, int | None] = dict.fromkeys(layers)
@@ -106,7 +106,7 @@ def _last_n(
     return selected if view.last_n is None else selected[: max(view.last_n, 0)]
 
 
-def _ideal_layer(heights: Sequence[int], tile_height: int) -> int | None:
+def ideal_layer(heights: Sequence[int], tile_height: int) -> int | None:
     """The smallest layer at least as tall as the tile, else the top one; None for a
     tile not on screen or a source without layers."""
     if tile_height <= 0 or not heights:

@@ -55,6 +55,9 @@ class Endpoint:
     """What it sends, for SEND_RATE."""
     over_send_rate: bool = False
     """Over SEND_RATE: its packets go through Python, which drops them, until it is not."""
+    view: dict[str, int] = field(default_factory=dict)
+    """Its page's last `view`: stream id to tile height, applied to subscriptions made
+    after it too (the view can arrive before the answer that subscribes)."""
     next_report_at: float = 0.0
     """When this participant's next receiver reports and REMB are due."""
     sdp_session_id: int = field(default_factory=lambda: secrets.randbits(62))

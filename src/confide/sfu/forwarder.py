@@ -219,6 +219,21 @@ class SimulcastForwarder:
         self._target_spatial = spatial
         self._target_temporal = temporal
 
+    def pause(self) -> None:
+        """Stop forwarding (the receiver's tile is off screen) until the next key frame
+        of the target layer; numbering then carries on from the last packet sent, so
+        the receiver sees no gap to ask for again."""
+        self._spatial = None
+        self._sequences = None
+        self._pictures = None
+        self._tl0picidx_offset = None
+        self._frames.clear()
+        self._needs_key_frame = False
+
+    @property
+    def paused(self) -> bool:
+        return self._spatial is None
+
     def timestamp_out(self, layer: int, timestamp: int) -> int | None:
         """The receiver's RTP timestamp for a timestamp of `layer` (a sender report's),
         while that layer is the one forwarded; else None."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 KEYFRAME_REQUEST_INTERVAL = 0.3
 """Seconds between keyframe requests sent to one publisher for one stream."""
+DEFAULT_HEIGHT = 720
 LAYER_IDLE = 1.0
 """Seconds without a packet after which a simulcast layer counts as stopped."""
 SENT_LOG_SIZE = 128
@@ -73,6 +74,10 @@ class PublishedStream:
     layer: int = 0
     """For a simulcast layer: which one."""
     last_packet_at: float = -1e9
+    height: int = 0
+    """For a simulcast layer: its height in pixels, from its last key frame; 0 before."""
+    demand_sent: tuple[bool, ...] | None = None
+    """For a simulcast source: which layers the publisher was last told to send."""
 
     def __post_init__(self) -> None:
         self.stats = ReceptionStats(self.ssrc, self.clock_rate)
@@ -86,6 +91,18 @@ class PublishedStream:
         if not self.rids:
             return [self]
         return [layer for layer in self.layers if layer is not None]
+
+    def layer_heights(self) -> list[int]:
+        """A simulcast source's layer heights, lowest first: from key frames where seen,
+        else what the client's encodings make of a 720-line camera."""
+        return [layer.height if layer is not None and layer.height else DEFAULT_HEIGHT >> (
+            len(self.layers) - 1 - index) for index, layer in enumerate(self.layers)]
+
+    def layer_demand(self) -> tuple[bool, ...]:
+        """Which of a simulcast source's layers some receiver wants: the publisher can
+        pause the rest."""
+        wanted = {subscription.wanted_layer for subscription in self.subscriptions}
+        return tuple(index in wanted for index in range(len(self.rids)))
 
     def available_layer(self, wanted: int, now: float) -> int:
         """The layer to forward to someone who wants `wanted`: the largest at most that
@@ -136,16 +153,18 @@ class Subscription:
     """Sequence number to when it was last sent again, to answer each once a round trip."""
     forwarder: SimulcastForwarder | None = None
     """For a simulcast source: picks and renumbers the layer this receiver gets."""
-    wanted_layer: int = 2
-    """The layer this receiver's view asks for (the forwarder gets what is flowing)."""
+    wanted_layer: int | None = 2
+    """The layer this receiver's view asks for (the forwarder gets what is flowing);
+    None while its tile is off screen: no video. The largest until it says."""
     sent_log: list[SentPacket | None] = field(default_factory=list)
     """For a simulcast source, by output sequence number modulo SENT_LOG_SIZE."""
 
     def __post_init__(self) -> None:
         if self.stream.rids:
+            self.wanted_layer = len(self.stream.rids) - 1
             self.forwarder = SimulcastForwarder(
                 self.stream.ssrc, clock_rate=self.stream.clock_rate,
-                spatial=min(self.wanted_layer, len(self.stream.rids) - 1))
+                spatial=len(self.stream.rids) - 1)
             self.sent_log = [None] * SENT_LOG_SIZE
 
     def log_sent(self, layer: int, sequence_number: int, sent: Forwarded) -> None:

@@ -23,6 +23,7 @@ from typing import cast
 
 import pylibsrtp
 
+from .allocation import ideal_layer
 from .bwe import IDLE_BITRATE
 from .dtls import DtlsCertificate, DtlsRecordRejected, DtlsServerSession
 from .endpoint import PACKET_COST, SEND_BURST, Endpoint
@@ -54,7 +55,7 @@ from .sdp import (
     parse_offer,
     supported_codecs,
 )
-from .vp8 import parse_descriptor, write_descriptor
+from .vp8 import key_frame_size, parse_descriptor, write_descriptor
 
 logger = logging.getLogger(__name__)
 
@@ -134,15 +135,37 @@ class Sfu:
         self.forget_routes()
         return had_streams
 
-    def want_layers(self, endpoint: Endpoint, wanted: dict[str, int]) -> None:
+    def want_layers(self, endpoint: Endpoint, wanted: dict[str, int | None]) -> None:
         """The simulcast layer a receiver's view asks of each source it receives, by
-        stream id (0 is the smallest); sources not named keep what they had. It gets
-        that layer, or the nearest one the publisher is sending, from a key frame."""
+        stream id (0 is the smallest, None for no video); sources not named keep what
+        they had. It gets that layer, or the nearest one the publisher is sending, from
+        a key frame."""
+        for subscription in endpoint.subscriptions.values():
+            source, forwarder = subscription.stream, subscription.forwarder
+            if forwarder is None or source.id not in wanted:
+                continue
+            layer = wanted[source.id]
+            if layer is None:
+                if subscription.wanted_layer is not None:
+                    forwarder.pause()
+                subscription.wanted_layer = None
+            else:
+                subscription.wanted_layer = max(0, min(layer, len(source.rids) - 1))
+
+    def set_view(self, endpoint: Endpoint, tiles: dict[str, int]) -> None:
+        """What a receiver's page shows: stream id to the height of its tile in device
+        pixels, 0 for off screen. Each simulcast source it receives goes to the smallest
+        layer at least as tall as its tile (the largest if none is), or to no video."""
+        endpoint.view = tiles
+        wanted: dict[str, int | None] = {}
         for subscription in endpoint.subscriptions.values():
             source = subscription.stream
-            layer = wanted.get(source.id)
-            if subscription.forwarder is not None and layer is not None:
-                subscription.wanted_layer = max(0, min(layer, len(source.rids) - 1))
+            if source.rids and source.id in tiles:
+                wanted[source.id] = ideal_layer(source.layer_heights(), tiles[source.id])
+        self.want_layers(endpoint, wanted)
+
+    def simulcast_sources(self, meeting_id: str) -> list[PublishedStream]:
+        return [s for s in self.streams.get(meeting_id, {}).values() if s.rids]
 
     def meeting_streams(self, meeting_id: str) -> list[PublishedStream]:
         return list(self.streams.get(meeting_id, {}).values())
@@ -320,6 +343,12 @@ class Sfu:
             subscription = Subscription(stream, endpoint, mid, mapping)
             endpoint.subscriptions[ssrc] = subscription
             stream.subscriptions.append(subscription)
+            if stream.rids and stream.id in endpoint.view:
+                layer = ideal_layer(stream.layer_heights(), endpoint.view[stream.id])
+                subscription.wanted_layer = layer
+                if layer is None:
+                    assert subscription.forwarder is not None
+                    subscription.forwarder.pause()
             # A new receiver cannot decode until the next keyframe.
             if stream.media_kind == "video":
                 self._request_keyframe(stream, now)
@@ -503,9 +532,15 @@ class Sfu:
         assert source is not None
         header = RtpHeader.parse(packet)
         payload = packet[header.header_length:len(packet) - header.padding_length]
+        if payload and payload[0] & 0x10:  # a partition starts: perhaps a key frame
+            size = key_frame_size(payload, parse_descriptor(payload))
+            if size is not None:
+                layer.height = size[1]
         for subscription in source.subscriptions:
             forwarder = subscription.forwarder
             assert forwarder is not None
+            if subscription.wanted_layer is None:
+                continue  # off screen
             target = source.available_layer(subscription.wanted_layer, now)
             if target != forwarder.target_spatial:
                 forwarder.set_target(target, forwarder.target_temporal)

@@ -138,6 +138,23 @@ def parse_descriptor(payload: bytes | bytearray) -> Vp8Descriptor:
     )
 
 
+KEY_FRAME_START_CODE = b"\x9d\x01\x2a"
+
+
+def key_frame_size(payload: bytes | bytearray, descriptor: Vp8Descriptor) -> tuple[int, int] | None:
+    """Width and height of a key frame, from its first ten octets, which E2EE leaves
+    clear (RFC 6386 section 9.1: the frame tag, the start code, then 14-bit width and
+    height, little-endian); None for a packet that does not begin a key frame."""
+    if not descriptor.key_frame:
+        return None
+    header = payload[descriptor.header_length:descriptor.header_length + 10]
+    if len(header) < 10 or header[3:6] != KEY_FRAME_START_CODE:
+        return None
+    width = int.from_bytes(header[6:8], "little") & 0x3FFF
+    height = int.from_bytes(header[8:10], "little") & 0x3FFF
+    return width, height
+
+
 def write_descriptor(
     buffer: bytearray,
     descriptor: Vp8Descriptor,

@@ -41,6 +41,7 @@ from .messages import (
     ProfileUpdate,
     Relay,
     RemoteProtocolError,
+    View,
     parse_client_message,
 )
 from .outbox import Outbox
@@ -65,6 +66,12 @@ from .session import (
 from .turn import ice_servers
 
 logger = logging.getLogger(__name__)
+
+WEBSOCKET_HEARTBEAT = 20.0
+"""Seconds between the server's WebSocket pings; a pong must come within half of it,
+else the connection counts as dead. Generous: a phone or a busy machine can be slow
+to answer for a few seconds, and dropping it makes the person rejoin (a new id, keys
+sent again to everyone). A dead connection's media times out on its own."""
 
 @dataclass
 class Hub(HostPowers):
@@ -105,7 +112,8 @@ class Hub(HostPowers):
         if self.sockets_by_address[address] >= self.settings.sockets_per_address:
             self.counters["sockets_refused"] += 1
             raise web.HTTPTooManyRequests(text="too many connections from your address")
-        socket = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE_BYTES)
+        socket = web.WebSocketResponse(
+            heartbeat=WEBSOCKET_HEARTBEAT, max_msg_size=MAX_MESSAGE_BYTES)
         await socket.prepare(request)
         self.sockets_by_address[address] += 1
         try:
@@ -243,6 +251,9 @@ class Hub(HostPowers):
             })
         elif isinstance(message, HostActionMessage):
             await self._host_action(session, message)
+        elif isinstance(message, View):
+            self.sfu.set_view(session.endpoint, message.tiles)
+            await self._tell_publishers_what_is_watched(session.meeting.id)
         elif isinstance(message, ProfileUpdate):
             session.participant.profile = message.profile
             await self._broadcast(session.meeting.id, {
@@ -368,6 +379,20 @@ class Hub(HostPowers):
                                        "fatal": False})
         if changed:
             await self._announce_streams(session.meeting.id)
+        await self._tell_publishers_what_is_watched(session.meeting.id)
+
+    async def _tell_publishers_what_is_watched(self, meeting_id: str) -> None:
+        """Each simulcast publisher hears which of its layers someone receives, when
+        that changes: it pauses the others (a meeting of 100 does not upload 300)."""
+        sessions = self.sessions.get(meeting_id, {})
+        for source in self.sfu.simulcast_sources(meeting_id):
+            demand = source.layer_demand()
+            publisher = sessions.get(source.publisher.participant_id)
+            if demand == source.demand_sent or publisher is None:
+                continue
+            source.demand_sent = demand
+            await self._send(publisher, {"type": "layers", "kind": source.kind,
+                                         "active": list(demand)})
 
     def _streams_for(self, meeting_id: str, participant_id: str) -> list[dict[str, str]]:
         return [
@@ -442,6 +467,7 @@ class Hub(HostPowers):
         had_streams = self.sfu.remove_endpoint(endpoint)
         logger.info("left meeting=%s participants=%d reason=%s",
                     meeting.id, len(meeting.participants), reason)
+        await self._tell_publishers_what_is_watched(meeting.id)
         await self._broadcast(meeting.id, {"type": "left", "id": participant.id, "reason": reason},
                               exclude=participant.id)
         if had_streams:

@@ -23,6 +23,10 @@ MAX_RELAY_CHARS = 4096
 MAX_ACTION_CHARS = 2048
 MAX_SDP_CHARS = 240 * 1024
 MAX_MIDS = 512
+MAX_VIEW_TILES = 512
+"""Streams a view may name: each participant's camera and screen, in a meeting of 100
+and more."""
+MAX_TILE_HEIGHT = 8192
 SEND_KINDS = ("audio", "camera", "screen")
 
 
@@ -112,8 +116,17 @@ class Leave:
     pass
 
 
+@dataclass(frozen=True)
+class View:
+    """What the page shows of each stream it receives: the height of its tile in device
+    pixels, 0 for one off screen. Streams not named keep what they had."""
+
+    tiles: dict[str, int]
+
+
 ClientMessage = (
     Hello | Offer | Media | Chat | Relay | HostActionMessage | ProfileUpdate | Ping | Leave
+    | View
 )
 
 
@@ -169,6 +182,18 @@ def _parse_mids(raw: Any) -> dict[str, MidRole]:
         else:
             raise _bad("each mid maps to {'send': kind} or {'recv': stream id or null}")
     return mids
+
+
+def _parse_tiles(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict) or len(raw) > MAX_VIEW_TILES:
+        raise _bad(f"field 'tiles' must be an object of at most {MAX_VIEW_TILES} entries")
+    tiles: dict[str, int] = {}
+    for stream, height in raw.items():
+        if len(stream) > 64 or not isinstance(height, int) or isinstance(height, bool) or not (
+                0 <= height <= MAX_TILE_HEIGHT):
+            raise _bad(f"each tile maps a stream id to a height from 0 to {MAX_TILE_HEIGHT}")
+        tiles[stream] = height
+    return tiles
 
 
 def parse_base64url(name: str, value: str, length: int) -> bytes:
@@ -237,6 +262,8 @@ def parse_client_message(text: str) -> ClientMessage:
             action=_field(obj, "action", str, MAX_ACTION_CHARS),
             signature=parse_base64url("signature", _field(obj, "signature", str, 128), 64),
         )
+    if kind == "view":
+        return View(tiles=_parse_tiles(obj.get("tiles")))
     if kind == "profile":
         return ProfileUpdate(profile=_field(obj, "profile", str, MAX_PROFILE_CHARS))
     if kind == "ping":

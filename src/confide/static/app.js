@@ -1387,6 +1387,27 @@ function fitTiles(container, minWidth) {
   container.style.setProperty('--tile-width', `${Math.floor(best.tileWidth)}px`);
 }
 
+/**
+ * Tells the SFU how tall each camera tile is on screen, in device pixels, and 0 for
+ * one scrolled out of sight or in a hidden tab: it picks each camera's layer from that.
+ */
+function reportView() {
+  const client = state.client;
+  if (!client) return;
+  const grid = byId('grid').getBoundingClientRect();
+  const seen = document.visibilityState !== 'hidden';
+  /** @type {Record<string, number>} */
+  const tiles = {};
+  for (const participant of state.participants.values()) {
+    if (participant.self) continue;
+    const box = participant.tile.getBoundingClientRect();
+    const onScreen = seen && box.height > 0 && box.bottom > grid.top && box.top < grid.bottom
+      && box.right > grid.left && box.left < grid.right;
+    tiles[`${participant.id}:camera`] = onScreen ? Math.round(box.height * window.devicePixelRatio) : 0;
+  }
+  client.setView(tiles);
+}
+
 function layoutStage() {
   const stage = byId('stage');
   const screens = byId('screens');
@@ -1402,6 +1423,7 @@ function layoutStage() {
   } else {
     fitTiles(grid, presenting ? 120 : 160);
   }
+  reportView();
 }
 
 // ---------------------------------------------------------------------------
@@ -1536,6 +1558,8 @@ function initControls() {
   if (!navigator.mediaDevices || !('getDisplayMedia' in navigator.mediaDevices)) byId('toggle-screen').hidden = true;
 
   new ResizeObserver(() => layoutStage()).observe(byId('stage'));
+  byId('grid').addEventListener('scroll', reportView, { passive: true });
+  document.addEventListener('visibilitychange', reportView);
   window.addEventListener('pagehide', () => state.client?.leave());
   renderControls();
 }
@@ -1668,9 +1692,11 @@ async function toggleScreenShare() {
   }
   state.screenBusy = true;
   try {
-    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    // Slides and code: sharp text over smooth motion, at a frame rate text needs.
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } } });
     const track = stream.getVideoTracks()[0];
     if (!track) return;
+    if ('contentHint' in track) track.contentHint = 'detail';
     if (state.client !== client) {
       track.stop();
       return;

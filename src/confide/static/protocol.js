@@ -38,6 +38,14 @@ const PING_INTERVAL_MS = 10000;
 /** Media interrupted this long with signalling up: restart ICE, and again every so often. */
 const ICE_RESTART_AFTER_MS = 3000;
 const ICE_RESTART_EVERY_MS = 8000;
+/** Camera simulcast layers: a quarter, half and full size, at about 150, 500 and 1,500 kbit/s. */
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+/** How often at most the page tells the SFU what it shows. */
+const VIEW_INTERVAL_MS = 250;
 const encoder = new TextEncoder();
 
 // The link's base64url, for other front ends and the tests.
@@ -108,6 +116,21 @@ export function parseMeetingLink(location) {
     .exec(location.hash);
   if (!match || !fragment) return null;
   return { meetingId: match[1], linkSecret: fragment[1], hostHash: fragment[2], hostSeed: fragment[3] ?? null };
+}
+
+/**
+ * The camera as three VP8 simulcast encodings, smallest first: the SFU numbers layers
+ * in this order and sends each receiver the one its tile needs. Every encoding goes
+ * through the same frame transform, so one SFrame counter covers all of them. Three
+ * temporal layers each, where the browser offers them, so the SFU can also halve a
+ * frame rate.
+ * @returns {RTCRtpEncodingParameters[]}
+ */
+export function cameraEncodings() {
+  const modes = globalThis.RTCRtpSender?.getCapabilities?.('video')?.codecs
+    ?.find((codec) => codec.mimeType.toLowerCase() === 'video/vp8')?.scalabilityModes ?? [];
+  const temporal = modes.includes('L1T3') ? { scalabilityMode: 'L1T3' } : {};
+  return CAMERA_LAYERS.map((layer) => ({ ...layer, ...temporal }));
 }
 
 /** @param {string} kind 'audio' | 'camera' | 'screen' */
@@ -237,6 +260,10 @@ export class MeetingClient {
     /** @type {CryptoKey | null} */ this._joinKey = null;
     /** Messages are handled one at a time, in order. @type {Promise<void>} */
     this._inbox = Promise.resolve();
+    /** What the page shows (setView), and the text last sent of it. @type {Record<string, number>} */
+    this._view = {};
+    this._viewSent = '';
+    /** @type {number | undefined} */ this._viewTimer = undefined;
     this._negotiating = false;
     this._negotiationWanted = false;
     /** @type {((sdp: string) => void) | null} */ this._answerWaiter = null;
@@ -417,6 +444,8 @@ export class MeetingClient {
       case 'welcome':
         this._selfId = message.you;
         this._wasWelcomed = true;
+        this._viewSent = '';  // a new session: the server knows nothing of our view yet
+        this.setView(this._view);
         this._attempt = 0;
         this._iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
         this.isHost = Boolean(message.host);
@@ -478,6 +507,9 @@ export class MeetingClient {
       case 'streams':
         this._streams = message.streams;
         await this._negotiate();
+        break;
+      case 'layers':
+        await this._setActiveLayers(message.kind, message.active);
         break;
       case 'chat':
         await this._receiveChat(message.from, message.body, message.time);
@@ -886,7 +918,9 @@ export class MeetingClient {
    * @param {string} kind @param {RTCRtpTransceiverDirection} direction
    */
   _addSendTransceiver(pc, trackOrKind, kind, direction) {
-    const transceiver = pc.addTransceiver(trackOrKind, { direction });
+    // Fixed when the transceiver is made: a camera turned on later uses these too.
+    const sendEncodings = kind === 'camera' ? cameraEncodings() : undefined;
+    const transceiver = pc.addTransceiver(trackOrKind, { direction, sendEncodings });
     transceiver.sender.transform = new RTCRtpScriptTransform(this._worker, { operation: 'encrypt', kind });
     preferVp8(transceiver);
     return transceiver;
@@ -1065,6 +1099,43 @@ export class MeetingClient {
       transceiver.direction = direction;
       await this._negotiate();
     }
+  }
+
+  /**
+   * What the page shows of each stream it receives: stream id to the tile's height in
+   * device pixels, 0 off screen. The SFU sends each camera at the smallest layer that
+   * fills its tile, and none to a tile nobody sees. Sent when it changes, at most every
+   * VIEW_INTERVAL_MS. @param {Record<string, number>} tiles
+   */
+  setView(tiles) {
+    this._view = tiles;
+    if (this._viewTimer !== undefined) return;
+    this._viewTimer = window.setTimeout(() => {
+      this._viewTimer = undefined;
+      const text = JSON.stringify(this._view);
+      if (text === this._viewSent || !this._selfId || this._socket?.readyState !== WebSocket.OPEN) return;
+      this._viewSent = text;
+      this._send({ type: 'view', tiles: this._view });
+    }, VIEW_INTERVAL_MS);
+  }
+
+  /**
+   * The SFU says which layers of a simulcast source someone receives: the encoder
+   * pauses the others. @param {string} kind @param {unknown} active
+   */
+  async _setActiveLayers(kind, active) {
+    const sender = this._sending[kind]?.sender;
+    if (!sender || !Array.isArray(active)) return;
+    const parameters = sender.getParameters();
+    if (parameters.encodings.length !== active.length) return;
+    let changed = false;
+    parameters.encodings.forEach((encoding, index) => {
+      if (encoding.active !== Boolean(active[index])) {
+        encoding.active = Boolean(active[index]);
+        changed = true;
+      }
+    });
+    if (changed) await sender.setParameters(parameters);
   }
 
   /** @param {string} id @param {string} profile */
