@@ -1389,19 +1389,19 @@ function fitTiles(container, minWidth) {
 
 /**
  * Tells the SFU how tall each camera tile is on screen, in device pixels, and 0 for
- * one scrolled out of sight or in a hidden tab: it picks each camera's layer from that.
+ * one scrolled out of sight: it picks each camera's layer from that. A tab in the
+ * background still counts as shown: coming back to it should not wait for video.
  */
 function reportView() {
   const client = state.client;
   if (!client) return;
   const grid = byId('grid').getBoundingClientRect();
-  const seen = document.visibilityState !== 'hidden';
   /** @type {Record<string, number>} */
   const tiles = {};
   for (const participant of state.participants.values()) {
     if (participant.self) continue;
     const box = participant.tile.getBoundingClientRect();
-    const onScreen = seen && box.height > 0 && box.bottom > grid.top && box.top < grid.bottom
+    const onScreen = box.height > 0 && box.bottom > grid.top && box.top < grid.bottom
       && box.right > grid.left && box.left < grid.right;
     tiles[`${participant.id}:camera`] = onScreen ? Math.round(box.height * window.devicePixelRatio) : 0;
   }
@@ -1559,7 +1559,6 @@ function initControls() {
 
   new ResizeObserver(() => layoutStage()).observe(byId('stage'));
   byId('grid').addEventListener('scroll', reportView, { passive: true });
-  document.addEventListener('visibilitychange', reportView);
   window.addEventListener('pagehide', () => state.client?.leave());
   renderControls();
 }
