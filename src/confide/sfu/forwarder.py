@@ -268,12 +268,14 @@ class SimulcastForwarder:
         marker: bool,
         payload: bytes,
         now: float,
+        descriptor: Vp8Descriptor | None = None,
     ) -> Forwarded | None:
         """Take one packet of simulcast layer `layer`; return what to send, or None to drop.
 
         `payload` is the RTP payload without padding; an empty one is a padding-only
         packet, which is dropped. Raises ValueError for a malformed VP8 payload, and
         changes nothing then: the caller drops the packet, and the receiver sees a loss.
+        `descriptor` is the payload's, parsed once for every receiver's forwarder.
         """
         if not 0 <= layer < SPATIAL_LAYERS:
             raise ValueError("spatial layer out of range")
@@ -281,7 +283,8 @@ class SimulcastForwarder:
             if layer == self._spatial and self._sequences is not None:
                 self._sequences.drop(self._sequences.extend(sequence))
             return None
-        descriptor = parse_descriptor(payload)
+        if descriptor is None:
+            descriptor = parse_descriptor(payload)
         if layer != self._spatial:
             if layer != self._target_spatial or not descriptor.key_frame:
                 return None

@@ -532,23 +532,30 @@ class Sfu:
         assert source is not None
         header = RtpHeader.parse(packet)
         payload = packet[header.header_length:len(packet) - header.padding_length]
-        if payload and payload[0] & 0x10:  # a partition starts: perhaps a key frame
-            size = key_frame_size(payload, parse_descriptor(payload))
+        descriptor = parse_descriptor(payload) if payload else None
+        if descriptor is not None and descriptor.key_frame:
+            size = key_frame_size(payload, descriptor)
             if size is not None:
                 layer.height = size[1]
+        # Per packet, not per receiver: the parse above, and the layer each wanted
+        # layer maps to while some are not flowing.
+        targets: dict[int, int] = {}
         for subscription in source.subscriptions:
             forwarder = subscription.forwarder
             assert forwarder is not None
-            if subscription.wanted_layer is None:
+            wanted = subscription.wanted_layer
+            if wanted is None:
                 continue  # off screen
-            target = source.available_layer(subscription.wanted_layer, now)
+            target = targets.get(wanted)
+            if target is None:
+                target = targets[wanted] = source.available_layer(wanted, now)
             if target != forwarder.target_spatial:
                 forwarder.set_target(target, forwarder.target_temporal)
             sent = forwarder.forward(layer.layer, header.sequence_number, header.timestamp,
-                                     header.marker, payload, now)
+                                     header.marker, payload, now, descriptor)
             asked = forwarder.wants_key_frame(now)
-            if asked is not None and (wanted := source.layers[asked]) is not None:
-                self._request_keyframe(wanted, now)
+            if asked is not None and (wanted_layer := source.layers[asked]) is not None:
+                self._request_keyframe(wanted_layer, now)
             if sent is None:
                 continue
             subscription.log_sent(layer.layer, header.sequence_number, sent)
