@@ -70,7 +70,7 @@ def test_a_camera_goes_out_as_three_layers_and_each_viewer_gets_the_one_its_tile
     assert 0 < layers["q"]["width"] < layers["h"]["width"] < layers["f"]["width"]
     assert alice.page.evaluate(WORKER_COUNTS_JS)["sending"]["encrypted"] > 0
     for rid, viewer in zip(("q", "h", "f"), viewers, strict=True):
-        wait_for_width(viewer, alice.self_id, layers[rid]["width"])
+        wait_for_layer(viewer, alice, rid)
     for viewer, counts_before in zip(viewers, before, strict=True):
         counts = viewer.page.evaluate(WORKER_COUNTS_JS)["receiving"]
         assert sum(slot["decrypted"] - counts_before[n]["decrypted"]
@@ -87,18 +87,25 @@ ACTIVE_LAYERS_JS = """() => window.confideClient.peerConnection.getSenders()
   ?.getParameters().encodings.map((e) => e.active) ?? null"""
 
 
-def wait_for_width(viewer: Participant, participant: str, width: int, timeout: float = 30) -> None:
-    """Until the viewer decodes the participant's camera at this width, and more frames
-    of it each moment."""
+def wait_for_layer(viewer: Participant, publisher: Participant, rid: str,
+                   timeout: float = 30) -> None:
+    """Until the viewer decodes the publisher's camera at the width the publisher's
+    encoder gives that layer now (it can scale a layer down when the CPU is short),
+    and more frames of it each moment."""
     deadline = time.monotonic() + timeout
     videos: list[dict[str, Any]] = []
+    layers: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        videos = [v for v in viewer.remote_videos() if v["participant"] == participant]
-        if videos and videos[0]["width"] == width and participant in (
+        layers = camera_layers(publisher)
+        videos = [v for v in viewer.remote_videos() if v["participant"] == publisher.self_id]
+        width = layers.get(rid, {}).get("width", 0)
+        if width and videos and videos[0]["width"] == width and publisher.self_id in (
                 viewer.playing_remote_videos()):
             return
         time.sleep(0.3)
-    raise AssertionError(f"{viewer.name} shows {videos}, expected width {width}")
+    view = viewer.page.evaluate("() => window.confideClient._view")
+    raise AssertionError(f"{viewer.name} shows {videos} of {publisher.name}, whose layers are"
+                         f" {layers}; expected layer {rid}; {viewer.name}'s view: {view}")
 
 
 def wait_for_active(person: Participant, active: list[bool], viewer: Participant,
@@ -130,14 +137,13 @@ def test_a_small_tile_gets_the_small_layer_and_layers_nobody_watches_are_paused(
     # Bob's small window: Alice's tile is under 180 lines, so the quarter-size layer,
     # and Alice's encoder sends nothing else.
     wait_for_active(alice, [True, False, False], bob)
-    full = alice.page.evaluate("() => document.querySelector('.tile.self video').videoWidth")
-    wait_for_width(bob, alice.self_id, full // 4)
+    wait_for_layer(bob, alice, "q")
 
     # A large window: the full-size layer, switched to at a key frame, and the small one
     # paused in its turn.
     bob.page.set_viewport_size({"width": 2400, "height": 1600})
     wait_for_active(alice, [False, False, True], bob)
-    wait_for_width(bob, alice.self_id, full)
+    wait_for_layer(bob, alice, "f")
 
     # Not a frame failed to decrypt across the switches.
     counts = bob.page.evaluate(WORKER_COUNTS_JS)["receiving"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -12,6 +13,7 @@ from playwright.sync_api import Browser
 
 from .participant import Participant, Server
 from .server_process import start_server
+from .tampering_proxy import TamperingProxy
 
 
 def test_closing_the_tab_removes_the_tile_within_five_seconds(
@@ -251,3 +253,34 @@ def test_a_reload_comes_back_without_the_lobby(browser: Browser, server: Server)
     finally:
         alice.close()
         bob.close()
+
+
+def test_a_connection_lost_while_an_offer_waits_for_its_answer_comes_back(
+    browser: Browser, server: Server,
+) -> None:
+    """The page's messages are handled one at a time; an offer waiting for an answer
+    that the lost connection never brings must not hold up the next connection's."""
+    answers = {"withheld": 0}
+
+    def withhold_answers(message: dict[str, Any]) -> dict[str, Any] | None:
+        if message.get("type") == "answer" and answers["withheld"] < 1:
+            answers["withheld"] += 1
+            return None
+        return message
+
+    proxy = TamperingProxy(server.base_url, withhold_answers)
+    proxy.start()
+    alice = Participant(browser, Server(base_url=proxy.base_url, media_port=server.media_port,
+                                        log_path=server.log_path), "Alice")
+    try:
+        alice.create_meeting()
+        alice.join(wait_connected=False)
+        alice.page.wait_for_function(
+            "() => Boolean(window.confideClient && window.confideClient._answerWaiter)")
+        assert answers["withheld"] == 1
+        # The connection drops with the offer still waiting; the page connects again.
+        alice.evaluate("() => window.confideClient._socket.close()")
+        alice.wait_for_status("connected", timeout=30)
+    finally:
+        alice.close()
+        proxy.stop()

@@ -9,7 +9,7 @@
 
 import { createMeeting, parseMeetingLink, MeetingClient } from './protocol.js';
 import { avatarColour, byId, el, fillIconPlaceholders, icon, initial, setIcon } from './dom.js';
-import { cameraTileHeights, fitTiles } from './layout.js';
+import { cameraTileHeights, featuredId, fitTiles, galleryPage } from './layout.js';
 
 /** @typedef {{ audio: boolean, camera: boolean, screen: boolean }} Media */
 
@@ -30,6 +30,8 @@ import { cameraTileHeights, fitTiles } from './layout.js';
  */
 
 const NAME_STORAGE_KEY = 'confide.name';
+/** The speaker view keeps a new speaker large at least this long, so it does not flit. */
+const SPEAKER_HOLD_MS = 2000;
 const VIDEO_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 } };
 
 // ---------------------------------------------------------------------------
@@ -99,6 +101,17 @@ const state = {
   lastErrorCode: null,
   /** The "You're the only one here" card was closed; it stays closed for this page. */
   aloneDismissed: false,
+  /** Gallery: everyone alike, in pages. Speaker: one person large, the others in a strip. */
+  /** @type {'gallery' | 'speaker'} */
+  layout: 'gallery',
+  /** Whom the speaker view shows large whatever is said; null to follow the voice. */
+  /** @type {string | null} */
+  pinned: null,
+  /** The last person heard, and since when (the large tile does not flit between voices). */
+  /** @type {string | null} */
+  speaker: null,
+  speakerSince: 0,
+  galleryPage: 0,
   /** Settles when the pre-join screen has its camera and microphone (or knows it cannot). */
   /** @type {Promise<void>} */
   mediaReady: Promise.resolve(),
@@ -816,7 +829,11 @@ function resetMeetingView() {
   state.endedClient = null;
   delete byId('status').dataset.error;
   byId('grid').replaceChildren();
+  byId('featured').replaceChildren();
   byId('screens').replaceChildren();
+  state.pinned = null;
+  state.speaker = null;
+  state.galleryPage = 0;
   byId('participant-list').replaceChildren();
   byId('audio-sink').replaceChildren();
   const messages = byId('chat-messages');
@@ -980,7 +997,7 @@ function addParticipant({ id, name, media }, self) {
 
   renderParticipant(participant);
   renderParticipantCount();
-  layoutStage();
+  arrangeTiles();
   if (!self) announce(`${participant.name} joined`);
   return participant;
 }
@@ -1005,7 +1022,7 @@ function removeParticipant(id, reason = 'left') {
   participant.audioElement?.remove();
   stopMonitoringLevel(id);
   renderParticipantCount();
-  layoutStage();
+  arrangeTiles();
   // Our own connection dropping is said by the status, not as people leaving.
   if (reason !== 'connection-lost') announce(`${participant.name} ${reason === 'removed' ? 'was removed' : 'left'}`);
 }
@@ -1053,6 +1070,13 @@ function createTile(id, self) {
   reconnecting.setAttribute('role', 'status');
 
   tile.append(video, avatarWrap, muted, label, warning, reconnecting);
+  if (!self) {
+    const pin = el('button', 'tile-pin');
+    pin.type = 'button';
+    setIcon(pin, 'pin');
+    pin.addEventListener('click', () => togglePin(id));
+    tile.append(pin);
+  }
   tile.addEventListener('dblclick', () => toggleFullscreen(tile));
   return { tile, video };
 }
@@ -1092,6 +1116,13 @@ function renderParticipant(participant) {
   tile.classList.toggle('camera-off', !showVideo);
   tile.setAttribute('aria-label', label);
   /** @type {HTMLElement} */ (tile.querySelector('.name')).textContent = label;
+  const pin = tile.querySelector('.tile-pin');
+  if (pin) {
+    const pinned = state.pinned === participant.id;
+    pin.setAttribute('aria-label', pinned ? `Unpin ${participant.name}` : `Pin ${participant.name}`);
+    pin.setAttribute('title', pinned ? 'Unpin' : 'Pin: keep them large');
+    pin.setAttribute('aria-pressed', String(pinned));
+  }
 
   const avatar = /** @type {HTMLElement} */ (tile.querySelector('.avatar'));
   avatar.textContent = initial(participant.self ? state.name : participant.name);
@@ -1220,7 +1251,7 @@ function showScreenTile(participant, track) {
   participant.screenTile = tile;
   byId('screens').append(tile);
   renderParticipant(participant);
-  layoutStage();
+  arrangeTiles();
 }
 
 /** @param {Participant} participant */
@@ -1228,7 +1259,7 @@ function removeScreenTile(participant) {
   if (!participant.screenTile) return;
   participant.screenTile.remove();
   participant.screenTile = null;
-  layoutStage();
+  arrangeTiles();
 }
 
 function renderParticipantCount() {
@@ -1249,21 +1280,108 @@ function toggleFullscreen(tile) {
 // ---------------------------------------------------------------------------
 // Layout: fit the tiles to the space they have
 
+/**
+ * Puts each tile where the layout wants it: in the speaker view, the featured person
+ * in the stage and everyone else in the strip; in the gallery, the current page of
+ * tiles. Tiles out of sight get no video from the SFU (reportView).
+ */
+function arrangeTiles() {
+  const grid = byId('grid');
+  const featured = byId('featured');
+  const others = [...state.participants.values()].filter((participant) => !participant.self);
+  const speakerView = state.layout === 'speaker' && byId('screens').childElementCount === 0;
+  const star = speakerView
+    ? featuredId(state.pinned, state.speaker, others.map((participant) => participant.id)) : null;
+  for (const tile of [...featured.children]) {
+    if (/** @type {HTMLElement} */ (tile).dataset.participantId !== star) putBack(/** @type {HTMLElement} */ (tile));
+  }
+  const starTile = star ? state.participants.get(star)?.tile : null;
+  if (starTile && starTile.parentElement !== featured) moveTile(starTile, featured);
+  const inGrid = /** @type {HTMLElement[]} */ ([...grid.children]);
+  // The speaker view's strip holds everyone; those scrolled out of it get no video.
+  const page = galleryPage(inGrid.length, speakerView ? 0 : state.galleryPage,
+    speakerView ? Math.max(1, inGrid.length) : undefined);
+  state.galleryPage = page.page;
+  inGrid.forEach((tile, index) => { tile.hidden = index < page.first || index >= page.end; });
+  const pages = byId('gallery-pages');
+  pages.hidden = page.pages < 2;
+  byId('gallery-page-text').textContent = `Page ${page.page + 1} of ${page.pages}`;
+  /** @type {HTMLButtonElement} */ (byId('gallery-prev')).disabled = page.page === 0;
+  /** @type {HTMLButtonElement} */ (byId('gallery-next')).disabled = page.page === page.pages - 1;
+  renderViewToggle();
+  layoutStage();
+}
+
+/** A tile from the stage back to its place in the grid, in the order people came. @param {HTMLElement} tile */
+function putBack(tile) {
+  const order = [...state.participants.keys()];
+  const position = order.indexOf(tile.dataset.participantId ?? '');
+  const next = [...byId('grid').children].find((other) =>
+    order.indexOf(/** @type {HTMLElement} */ (other).dataset.participantId ?? '') > position);
+  moveTile(tile, byId('grid'), next ?? null);
+}
+
+/**
+ * Moving a video element pauses it: play it again where it lands.
+ * @param {HTMLElement} tile @param {HTMLElement} into @param {Element | null} [before]
+ */
+function moveTile(tile, into, before = null) {
+  into.insertBefore(tile, before);
+  tile.querySelectorAll('video').forEach((video) => video.play().catch(() => {}));
+}
+
+function renderViewToggle() {
+  const button = byId('toggle-view');
+  const speaker = state.layout === 'speaker';
+  setIcon(button, speaker ? 'gallery' : 'speaker-view');
+  button.setAttribute('aria-pressed', String(speaker));
+  const label = speaker ? 'Show everyone alike (gallery)' : 'Show the speaker large';
+  button.setAttribute('aria-label', label);
+  button.title = label;
+}
+
+function toggleLayout() {
+  state.layout = state.layout === 'speaker' ? 'gallery' : 'speaker';
+  arrangeTiles();
+}
+
+/** Pinning someone shows them large in the speaker view until unpinned. @param {string} id */
+function togglePin(id) {
+  const before = state.pinned;
+  state.pinned = before === id ? null : id;
+  if (state.pinned) state.layout = 'speaker';
+  for (const changed of [before, id]) {
+    const participant = changed ? state.participants.get(changed) : undefined;
+    if (participant) renderParticipant(participant);
+  }
+  arrangeTiles();
+  const name = state.participants.get(id)?.name ?? 'someone';
+  announce(state.pinned ? `${name} pinned` : `${name} unpinned`);
+}
+
+/** @param {number} step */
+function turnGalleryPage(step) {
+  state.galleryPage += step;
+  arrangeTiles();
+}
+
 /** Tells the SFU how tall each camera tile is on screen, to pick each camera's layer. */
 function reportView() {
   const client = state.client;
   if (!client) return;
   const others = [...state.participants.values()].filter((participant) => !participant.self);
-  client.setView(cameraTileHeights(byId('grid'), others, window.devicePixelRatio));
+  client.setView(cameraTileHeights(others, window.devicePixelRatio));
 }
 
 function layoutStage() {
   const stage = byId('stage');
   const screens = byId('screens');
   const grid = byId('grid');
-  const presenting = screens.childElementCount > 0;
+  // A shared screen, or the speaker view's one person, takes the stage; the rest is a strip.
+  const presenting = screens.childElementCount > 0 || byId('featured').childElementCount > 0;
   stage.classList.toggle('presenting', presenting);
   fitTiles(screens, 0);
+  fitTiles(byId('featured'), 0);
   if (presenting && getComputedStyle(stage).flexDirection === 'column') {
     // Phones: the cameras become one row under the screen, scrolled sideways.
     const tileWidth = Math.floor(grid.clientHeight * (16 / 9));
@@ -1349,7 +1467,15 @@ function updateSpeaking() {
     // Smooth so the outline does not flicker between syllables.
     monitor.level = Math.max(rms, monitor.level * 0.7);
     const participant = participantForMonitor(key);
-    if (participant) participant.tile.classList.toggle('speaking', participant.media.audio && monitor.level > 0.02);
+    if (!participant) continue;
+    const speaking = participant.media.audio && monitor.level > 0.02;
+    participant.tile.classList.toggle('speaking', speaking);
+    if (speaking && !participant.self && key !== state.speaker
+        && performance.now() - state.speakerSince > SPEAKER_HOLD_MS) {
+      state.speaker = key;
+      state.speakerSince = performance.now();
+      if (state.layout === 'speaker' && !state.pinned) arrangeTiles();
+    }
   }
 }
 
@@ -1377,6 +1503,12 @@ function initControls() {
   setIcon(byId('chat-send'), 'send');
   setIcon(byId('close-panel'), 'close');
   setIcon(byId('alone-dismiss'), 'close');
+  setIcon(byId('gallery-prev'), 'previous');
+  setIcon(byId('gallery-next'), 'next');
+  renderViewToggle();
+  byId('toggle-view').addEventListener('click', toggleLayout);
+  byId('gallery-prev').addEventListener('click', () => turnGalleryPage(-1));
+  byId('gallery-next').addEventListener('click', () => turnGalleryPage(1));
 
   byId('toggle-mic').addEventListener('click', toggleMic);
   byId('toggle-camera').addEventListener('click', toggleCamera);

@@ -49,6 +49,11 @@ const ICONS = /** @type {Record<string, Array<[string, Record<string, string>]>>
   lock: [['rect', { x: '4.5', y: '10.5', width: '15', height: '11', rx: '2.5' }], ['path', { d: 'M8 10.5V7a4 4 0 0 1 8 0v3.5' }]],
   server: [['rect', { x: '3', y: '3.5', width: '18', height: '7', rx: '2' }], ['rect', { x: '3', y: '13.5', width: '18', height: '7', rx: '2' }], ['path', { d: 'M7 7h.01M7 17h.01' }]],
   check: [['path', { d: 'M20 6 9 17l-5-5' }]],
+  'speaker-view': [['rect', { x: '2.5', y: '3', width: '19', height: '12', rx: '2' }], ['rect', { x: '2.5', y: '17.5', width: '5', height: '3.5', rx: '1' }], ['rect', { x: '9.5', y: '17.5', width: '5', height: '3.5', rx: '1' }], ['rect', { x: '16.5', y: '17.5', width: '5', height: '3.5', rx: '1' }]],
+  gallery: [['rect', { x: '2.5', y: '3.5', width: '8.5', height: '7.5', rx: '1.5' }], ['rect', { x: '13', y: '3.5', width: '8.5', height: '7.5', rx: '1.5' }], ['rect', { x: '2.5', y: '13', width: '8.5', height: '7.5', rx: '1.5' }], ['rect', { x: '13', y: '13', width: '8.5', height: '7.5', rx: '1.5' }]],
+  pin: [['path', { d: 'M9 3.5h6M10 3.5v6l-3.5 4h11L14 9.5v-6M12 13.5V21' }]],
+  previous: [['path', { d: 'M15 5l-7 7 7 7' }]],
+  next: [['path', { d: 'M9 5l7 7-7 7' }]],
 });
 
 /**

@@ -12,7 +12,7 @@
  * @param {number} minWidth tiles never shrink below this; the container scrolls instead
  */
 export function fitTiles(container, minWidth) {
-  const count = container.childElementCount;
+  const count = [...container.children].filter((child) => !(/** @type {HTMLElement} */ (child).hidden)).length;
   if (count === 0) return;
   const styles = getComputedStyle(container);
   const gap = parseFloat(styles.columnGap) || 0;
@@ -38,22 +38,48 @@ export function fitTiles(container, minWidth) {
 
 /**
  * Each other person's camera tile height on screen in device pixels, by stream id;
- * 0 for one scrolled out of the grid's sight or not laid out. A tab in the background
- * still counts as shown: coming back to it should not wait for video.
- * @param {HTMLElement} grid
+ * 0 for one scrolled out of sight of the area it is in (the grid, the strip, the
+ * stage) or not laid out. A tab in the background still counts as shown: coming back
+ * to it should not wait for video.
  * @param {Array<{id: string, tile: HTMLElement}>} people
  * @param {number} pixelRatio
  * @returns {Record<string, number>}
  */
-export function cameraTileHeights(grid, people, pixelRatio) {
-  const sight = grid.getBoundingClientRect();
+export function cameraTileHeights(people, pixelRatio) {
   /** @type {Record<string, number>} */
   const heights = {};
   for (const { id, tile } of people) {
     const box = tile.getBoundingClientRect();
-    const onScreen = box.height > 0 && box.bottom > sight.top && box.top < sight.bottom
-      && box.right > sight.left && box.left < sight.right;
+    const sight = tile.parentElement?.getBoundingClientRect();
+    const onScreen = Boolean(sight) && box.height > 0 && box.bottom > sight.top
+      && box.top < sight.bottom && box.right > sight.left && box.left < sight.right;
     heights[`${id}:camera`] = onScreen ? Math.round(box.height * pixelRatio) : 0;
   }
   return heights;
+}
+
+/** A gallery page shows at most this many tiles: more decoders than that slow any device. */
+export const GALLERY_PAGE_SIZE = 25;
+
+/**
+ * Which tiles gallery page `page` shows of `count`: [first, end), with the page
+ * clamped to those there are.
+ * @param {number} count @param {number} page @param {number} [size]
+ * @returns {{first: number, end: number, page: number, pages: number}}
+ */
+export function galleryPage(count, page, size = GALLERY_PAGE_SIZE) {
+  const pages = Math.max(1, Math.ceil(count / size));
+  const current = Math.min(Math.max(0, Math.floor(page)), pages - 1);
+  return { first: current * size, end: Math.min(count, (current + 1) * size), page: current, pages };
+}
+
+/**
+ * Who the speaker view shows large: the pinned person while they are here, else the
+ * last one heard who is still here, else the first of the others; null when alone.
+ * @param {string | null} pinned @param {string | null} speaker @param {string[]} others
+ */
+export function featuredId(pinned, speaker, others) {
+  if (pinned && others.includes(pinned)) return pinned;
+  if (speaker && others.includes(speaker)) return speaker;
+  return others[0] ?? null;
 }

@@ -266,7 +266,7 @@ export class MeetingClient {
     /** @type {number | undefined} */ this._viewTimer = undefined;
     this._negotiating = false;
     this._negotiationWanted = false;
-    /** @type {((sdp: string) => void) | null} */ this._answerWaiter = null;
+    /** @type {((sdp: string | null) => void) | null} */ this._answerWaiter = null;
     this._left = false;
     this._fatal = false;
     /** A dismissal the host signed and this page checked: 'end', 'remove' or 'deny'. */
@@ -390,6 +390,9 @@ export class MeetingClient {
     this._iceRestartTimer = undefined;
     this._negotiating = false;
     this._negotiationWanted = false;
+    // An offer still waiting for its answer gets none: let it end, or every message
+    // after it, the next connection's challenge too, would wait behind it for ever.
+    this._answerWaiter?.(null);
     this._answerWaiter = null;
   }
 
@@ -1023,11 +1026,15 @@ export class MeetingClient {
     for (const slot of this._receiving) {
       if (slot.transceiver.mid) mids[slot.transceiver.mid] = { recv: slot.streamId };
     }
-    const answer = new Promise((resolve) => { this._answerWaiter = resolve; });
+    /** @type {(sdp: string | null) => void} */
+    let waiter = () => {};
+    /** @type {Promise<string | null>} */
+    const answer = new Promise((resolve) => { waiter = resolve; });
+    this._answerWaiter = waiter;
     this._send({ type: 'offer', sdp: pc.localDescription?.sdp, mids });
-    const sdp = /** @type {string} */ (await answer);
-    this._answerWaiter = null;
-    if (this.peerConnection !== pc) return;
+    const sdp = await answer;
+    if (this._answerWaiter === waiter) this._answerWaiter = null;
+    if (sdp === null || this.peerConnection !== pc) return;
     await pc.setRemoteDescription({ type: 'answer', sdp });
     // Tell the UI about streams that now arrive, from our own mapping of mids to streams.
     const byId = new Map(this._streams.map((s) => [s.id, s]));
